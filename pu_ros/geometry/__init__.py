@@ -1,0 +1,5 @@
+"""Pure numpy geometry: calibration and projection."""
+
+from pu_ros.geometry.calibration import Calibration
+
+__all__ = ['Calibration']

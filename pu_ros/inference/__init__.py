@@ -1,0 +1,1 @@
+"""pu_ros.inference."""

@@ -1,0 +1,1 @@
+"""The only sub-package that imports rclpy and ROS message packages."""

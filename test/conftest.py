@@ -1,0 +1,61 @@
+"""Shared test set-up: ROS traffic stays on loopback in a domain of its own; markers skip with a reason."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get('PU_ROS_SHARED_DATA', ROOT.parent / 'shared' / 'data'))
+SEQ00 = SHARED_DATA / 'semantickitti' / 'sequences' / '00'
+
+# Loopback only, a per-run domain (so parallel runs on one machine never meet), and the big-SHM profile.
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(ROOT / 'config' / 'fastdds_profile.xml'))
+os.environ.pop('ROS_LOCALHOST_ONLY', None)
+
+HAVE_RCLPY = importlib.util.find_spec('rclpy') is not None
+
+
+def _have_cuda():
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_ros = pytest.mark.skip(reason='rclpy is not importable (install the ROS 2 wheels or source ROS 2)')
+    skip_data = pytest.mark.skip(reason=f'real data not found at {SHARED_DATA} (set PU_ROS_SHARED_DATA)')
+    skip_gpu = pytest.mark.skip(reason='no CUDA device')
+    have_data = SEQ00.is_dir()
+    have_gpu = None
+    for item in items:
+        if 'ros' in item.keywords and not HAVE_RCLPY:
+            item.add_marker(skip_ros)
+        if 'data' in item.keywords and not have_data:
+            item.add_marker(skip_data)
+        if 'gpu' in item.keywords:
+            if have_gpu is None:
+                have_gpu = _have_cuda()
+            if not have_gpu:
+                item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope='session')
+def seq00():
+    """Path of the real SemanticKITTI sequence 00 excerpt (skips when absent)."""
+    if not SEQ00.is_dir():
+        pytest.skip(f'real data not found at {SEQ00}')
+    return SEQ00
+
+
+@pytest.fixture(scope='session')
+def shared_data():
+    """Path of ../shared/data (skips when absent)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f'real data not found at {SHARED_DATA}')
+    return SHARED_DATA

@@ -1,0 +1,393 @@
+"""Bag player: pacing math, QoS, parameters/YAML/launch in step, and replay over DDS of a synthetic bag.
+
+DDS tests run the player in a subprocess (``python -m pu_ros.cli play``) and receive in this process; every wait
+has a timeout so a discovery problem fails the test instead of hanging it.
+"""
+
+import ast
+import os
+from pathlib import Path
+import py_compile
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+POINTS = '/kitti/velo/pointcloud'
+FRAMES = 10
+PERIOD_NS = 100_000_000
+
+pytestmark = pytest.mark.ros
+
+
+def _env():
+    env = dict(os.environ)
+    env['PYTHONPATH'] = str(ROOT) + os.pathsep + env.get('PYTHONPATH', '')
+    return env
+
+
+def _play_cmd(bag, *extra):
+    return [sys.executable, '-m', 'pu_ros.cli', 'play', str(bag), *map(str, extra)]
+
+
+def _run(cmd, timeout=30):
+    return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+class Player:
+    """A ``pu-ros play`` subprocess that is always killed at the end."""
+
+    def __init__(self, bag, *extra):
+        self.proc = subprocess.Popen(_play_cmd(bag, *extra), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+
+    def wait(self, timeout=20):
+        out, _ = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=10)
+        return False
+
+
+@pytest.fixture(scope='module')
+def synthetic_bag(tmp_path_factory):
+    """A 10-frame synthetic KITTI bag (small scans and images), 0.1 s apart; returns (bag path, bag_info)."""
+    from pu_ros.data.bag import bag_info
+    from pu_ros.data.kitti_to_bag import convert
+    from pu_ros.data.synthetic import SceneConfig, write_sequence
+
+    base = tmp_path_factory.mktemp('player')
+    seq = write_sequence(base / 'seq', SceneConfig(seed=3, n_frames=FRAMES, n_azimuth=64, image_width=64,
+                                                    image_height=32), progress=False)
+    convert(seq, base / 'bag', progress=False)
+    return base / 'bag', bag_info(base / 'bag')
+
+
+@pytest.fixture()
+def echo():
+    """Factory of EchoSessions (closed at the end of the test)."""
+    from pu_ros.ros.echo_node import EchoSession
+
+    sessions = []
+
+    def make(settings, **kwargs):
+        sessions.append(EchoSession(settings, **kwargs))
+        return sessions[-1]
+
+    yield make
+    for s in sessions:
+        s.close()
+
+
+# ----------------------------------------------------------------------------------------------- pure helpers
+
+
+def test_pace_maps_bag_time_to_wall_time_with_rate():
+    from pu_ros.ros.player_node import Pace
+
+    pace = Pace(rate=2.0, bag_origin_ns=1_000_000_000_000, wall_origin_ns=5_000)
+    assert pace.due_ns(1_000_000_000_000) == 5_000
+    assert pace.due_ns(1_001_000_000_000) == 5_000 + 500_000_000  # 1 s of bag at rate 2 -> 0.5 s
+    assert pace.bag_time_ns(5_000 + 500_000_000) == 1_001_000_000_000
+    slow = Pace(rate=0.5, bag_origin_ns=0, wall_origin_ns=0)
+    assert slow.due_ns(100_000_000) == 200_000_000
+    stamps = np.arange(0, 10) * PERIOD_NS
+    assert np.all(np.diff([pace.due_ns(s) for s in stamps]) > 0)  # order is kept
+
+
+def test_parse_remaps():
+    from pu_ros.ros.player_node import parse_remaps
+
+    assert parse_remaps(['/a:=/b', ' /c := /d ']) == {'/a': '/b', '/c': '/d'}
+    assert parse_remaps([]) == {}
+    for bad in ('/a=/b', ':=/b', '/a:='):
+        with pytest.raises(ValueError, match='OLD:=NEW'):
+            parse_remaps([bad])
+
+
+def test_resolve_message_type():
+    from sensor_msgs.msg import PointCloud2
+
+    from pu_ros.ros.player_node import resolve_message_type
+
+    assert resolve_message_type('sensor_msgs/msg/PointCloud2') == (PointCloud2, None)
+    assert resolve_message_type('sensor_msgs/PointCloud2') == (PointCloud2, None)
+    cls, reason = resolve_message_type('no_such_pkg_msgs/msg/Thing')
+    assert cls is None and 'not importable' in reason
+    cls, reason = resolve_message_type('sensor_msgs/msg/NoSuchType')
+    assert cls is None and 'NoSuchType' in reason
+    assert resolve_message_type('garbage')[0] is None
+
+
+def test_qos_choices():
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+    from pu_ros.ros.player_node import qos_for
+
+    assert qos_for('reliable', False).reliability == ReliabilityPolicy.RELIABLE
+    assert qos_for('reliable', False).durability == DurabilityPolicy.VOLATILE
+    assert qos_for('sensor', False).reliability == ReliabilityPolicy.BEST_EFFORT
+    latched = qos_for('sensor', True, depth=3)
+    assert latched.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    assert latched.reliability == ReliabilityPolicy.RELIABLE and latched.depth == 3
+    with pytest.raises(ValueError, match='unknown qos'):
+        qos_for('fast', False)
+
+
+# ----------------------------------------------------------------------------------------------- config in step
+
+
+def _player_parameters(bag):
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.node import Node
+
+    from pu_ros.ros.player_node import BagPlayer
+
+    ctx = Context()
+    rclpy.init(args=[], context=ctx)
+    try:
+        plain = Node('plain', context=ctx)
+        builtin = set(plain._parameters)  # use_sim_time and friends
+        plain.destroy_node()
+        node = BagPlayer({'bag': str(bag)}, context=ctx)
+        names = set(node._parameters) - builtin
+        descriptors = {n: node.describe_parameter(n) for n in names}
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+    return names, descriptors
+
+
+def test_player_yaml_keys_match_declared_parameters(synthetic_bag):
+    names, descriptors = _player_parameters(synthetic_bag[0])
+    doc = yaml.safe_load((ROOT / 'config' / 'player.yaml').read_text())
+    keys = set(doc['/**']['ros__parameters'])
+    assert keys == names
+    assert all(d.description for d in descriptors.values())
+    for required in ('bag', 'rate', 'loop', 'start_offset', 'publish_clock', 'qos'):
+        assert required in keys
+
+
+def test_player_yaml_loads_as_ros_params_file(synthetic_bag):
+    """The YAML parses with rcl's parser and its values reach the node (rate 1.0 from the file, overridden here)."""
+    import rclpy
+    from rclpy.context import Context
+
+    from pu_ros.ros.player_node import BagPlayer
+
+    ctx = Context()
+    rclpy.init(args=['x', '--ros-args', '--params-file', str(ROOT / 'config' / 'player.yaml'),
+                     '-p', f'bag:={synthetic_bag[0]}', '-p', 'rate:=3.0'], context=ctx)
+    try:
+        node = BagPlayer(context=ctx)
+        assert node.rate == 3.0 and node.loop is False and node.get_parameter('qos').value == 'reliable'
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+def _launch_calls(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield node, {k.arg: k.value for k in node.keywords if k.arg}
+
+
+def test_launch_file_compiles_and_names_existing_executables(tmp_path):
+    launch = ROOT / 'launch' / 'replay.launch.py'
+    py_compile.compile(str(launch), cfile=str(tmp_path / 'replay.pyc'), doraise=True)
+    setup_tree = ast.parse((ROOT / 'setup.py').read_text())
+    nodes = next(ast.literal_eval(n.value) for n in ast.walk(setup_tree)
+                 if isinstance(n, ast.Assign) and any(getattr(t, 'id', None) == 'NODES' for t in n.targets))
+    tree = ast.parse(launch.read_text())
+    executables, launch_args = [], []
+    for call, kw in _launch_calls(tree):
+        if 'executable' in kw:
+            assert ast.literal_eval(kw['package']) == 'pu_ros'
+            executables.append(ast.literal_eval(kw['executable']))
+        if getattr(call.func, 'id', None) == 'DeclareLaunchArgument':
+            launch_args.append(ast.literal_eval(call.args[0]))
+    assert executables == ['player_node']
+    assert set(executables) <= set(nodes)
+    # every launch argument except the file choice names a player parameter
+    params = set(yaml.safe_load((ROOT / 'config' / 'player.yaml').read_text())['/**']['ros__parameters'])
+    assert set(launch_args) - {'params_file'} <= params
+    assert 'bag' in launch_args
+
+
+# ----------------------------------------------------------------------------------------------- errors
+
+
+def test_missing_bag_gives_clear_error(tmp_path):
+    res = _run(_play_cmd(tmp_path / 'no_such_bag'))
+    assert res.returncode != 0
+    assert 'no_such_bag does not exist' in res.stderr
+
+
+@pytest.mark.parametrize('kind', ['metadata', 'mcap'])
+def test_corrupt_bag_gives_clear_error(tmp_path, kind):
+    if kind == 'metadata':
+        bag = tmp_path / 'bag'
+        bag.mkdir()
+        (bag / 'metadata.yaml').write_text('rosbag2_bagfile_information: [this is not a bag\n')
+    else:
+        bag = tmp_path / 'broken.mcap'
+        bag.write_bytes(b'\x89MCAP0\r\n' + os.urandom(256))
+    res = _run(_play_cmd(bag))
+    assert res.returncode == 2
+    assert 'pu-ros play: error' in res.stderr and 'cannot open bag' in res.stderr
+    assert 'Traceback' not in res.stderr
+
+
+def test_bad_arguments_give_clear_errors(synthetic_bag):
+    bag = synthetic_bag[0]
+    res = _run(_play_cmd(bag, '--start-offset', 99))
+    assert res.returncode == 2 and 'past the end of the bag' in res.stderr
+    res = _run(_play_cmd(bag, '--remap', 'nonsense'))
+    assert res.returncode == 2 and 'OLD:=NEW' in res.stderr
+    res = _run([sys.executable, '-m', 'pu_ros.ros.player_node', '--ros-args', '-p', 'rate:=500.0',
+                '-p', f'bag:={bag}'])
+    assert res.returncode == 2 and 'rate' in res.stderr and 'Traceback' not in res.stderr
+    res = _run([sys.executable, '-m', 'pu_ros.ros.player_node'])
+    assert res.returncode == 2 and 'parameter "bag" is empty' in res.stderr
+
+
+def test_unknown_type_topics_are_skipped_with_one_warning(tmp_path):
+    from rosbags.typesys import get_types_from_msg
+
+    from pu_ros.data import bag as bagio
+    from pu_ros.ops.cloud_layout import make_structured
+
+    store = bagio.get_typestore()
+    msgtype = 'pu_ros_test_msgs/msg/Blob'
+    if msgtype not in store.types:
+        store.register(get_types_from_msg('uint8[] data', msgtype))
+    xyz = np.arange(12, dtype=np.float32).reshape(3, 4)
+    cloud = make_structured({k: xyz[:, i] for i, k in enumerate(('x', 'y', 'z', 'intensity'))})
+    with bagio.BagWriter(tmp_path / 'bag') as bag:
+        bag.add_topic(POINTS, 'sensor_msgs/msg/PointCloud2')
+        bag.add_topic('/blob', msgtype)
+        for i in range(3):
+            stamp = 1_000_000_000 + i * 10_000_000
+            bag.write(POINTS, stamp, bagio.pointcloud2(cloud, stamp, 'velo_link'))
+            bag.write('/blob', stamp, store.types[msgtype](data=np.zeros(4, np.uint8)))
+    res = _run(_play_cmd(tmp_path / 'bag', '--rate', 5))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    warnings = [line for line in out.splitlines() if '/blob' in line and 'WARN' in line]
+    assert len(warnings) == 1 and 'pu_ros_test_msgs' in warnings[0] and 'not importable' in warnings[0]
+    assert f'{POINTS}: 3' in out  # the importable topic was still played
+
+
+# ----------------------------------------------------------------------------------------------- over DDS
+
+
+def _stamps(echo_session, topic=POINTS):
+    return [r['stamp_ns'] for r in echo_session.node.records if r['topic'] == topic]
+
+
+def test_play_delivers_every_scan_in_order_and_slow_rate_takes_longer(synthetic_bag, echo):
+    bag, info = synthetic_bag
+    session = echo({'topics': [POINTS], 'reliable': True, 'depth': 50})
+    with Player(bag, '--rate', 0.5, '--wait-for-subscribers', 20, '--topics', POINTS) as player:
+        assert session.spin_until(lambda: len(_stamps(session)) >= FRAMES, timeout=25), player.proc.poll()
+        rc, out = player.wait()
+    assert rc == 0, out
+    stamps = _stamps(session)
+    assert stamps == [info['start_ns'] + i * PERIOD_NS for i in range(FRAMES)]
+    received = [r['received_ns'] for r in session.node.records]
+    # loose sanity only: at rate 0.5 the 0.9 s of bag cannot be sent in much less than 1.8 s
+    assert (received[-1] - received[0]) / 1e9 > 0.9 * 1.8 * 0.8
+
+
+def test_start_offset_skips_early_messages(synthetic_bag, echo):
+    bag, info = synthetic_bag
+    session = echo({'topics': [POINTS], 'reliable': True, 'depth': 50})
+    with Player(bag, '--start-offset', 0.45, '--rate', 4, '--wait-for-subscribers', 20, '--topics', POINTS) as player:
+        rc, out = player.wait(timeout=25)
+        session.spin_until(lambda: len(_stamps(session)) >= 5, timeout=5)
+    assert rc == 0, out
+    assert _stamps(session) == [info['start_ns'] + i * PERIOD_NS for i in range(5, FRAMES)]
+
+
+def test_loop_replays_until_interrupted(synthetic_bag, echo):
+    bag, info = synthetic_bag
+    session = echo({'topics': [POINTS], 'reliable': True, 'depth': 50})
+    with Player(bag, '--loop', '--rate', 5, '--wait-for-subscribers', 20, '--topics', POINTS) as player:
+        assert session.spin_until(lambda: len(_stamps(session)) >= FRAMES + 5, timeout=25)
+        assert player.proc.poll() is None  # still playing
+        player.proc.send_signal(signal.SIGINT)
+        rc, out = player.wait(timeout=10)
+    assert rc == 0, out  # a loop stopped with Ctrl-C is a clean exit
+    stamps = _stamps(session)
+    assert stamps[:FRAMES] == [info['start_ns'] + i * PERIOD_NS for i in range(FRAMES)]
+    assert stamps[FRAMES] == info['start_ns']  # second pass starts again at the beginning
+    assert 'loop 1' in out
+
+
+def test_clock_is_published_and_sim_time_nodes_follow_it(synthetic_bag, echo):
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+
+    bag, info = synthetic_bag
+    session = echo({'topics': [POINTS], 'reliable': True, 'depth': 50})
+    clock_ns = []
+    follower = Node('sim_time_follower', context=session.context,
+                    parameter_overrides=[Parameter('use_sim_time', value=True)])
+    follower.create_subscription(Clock, '/clock', lambda m: clock_ns.append(m.clock.sec * 10**9 + m.clock.nanosec),
+                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+    session.executor.add_node(follower)
+    try:
+        with Player(bag, '--clock', '--rate', 2, '--wait-for-subscribers', 20, '--topics', POINTS) as player:
+            assert session.spin_until(lambda: len(_stamps(session)) >= FRAMES, timeout=25)
+            rc, out = player.wait()
+            session.spin_until(lambda: False, timeout=0.2)
+        assert rc == 0, out
+        assert len(clock_ns) >= FRAMES
+        assert all(info['start_ns'] <= c <= info['end_ns'] for c in clock_ns)
+        assert np.all(np.diff(clock_ns) >= 0)
+        assert clock_ns[-1] == info['end_ns']
+        # the use_sim_time node's clock is the bag's (2011), not the wall clock
+        now = follower.get_clock().now().nanoseconds
+        assert info['start_ns'] <= now <= info['end_ns']
+    finally:
+        session.executor.remove_node(follower)
+        follower.destroy_node()
+
+
+def test_remap_and_topic_selection(synthetic_bag, echo):
+    bag, _ = synthetic_bag
+    session = echo({'topics': ['/points:sensor_msgs/msg/PointCloud2'], 'reliable': True, 'depth': 50})
+    with Player(bag, '--topics', POINTS, '--remap', f'{POINTS}:=/points', '--rate', 5,
+                '--wait-for-subscribers', 20) as player:
+        rc, out = player.wait(timeout=25)
+        session.spin_until(lambda: len(_stamps(session, '/points')) >= FRAMES, timeout=5)
+    assert rc == 0, out
+    assert len(_stamps(session, '/points')) == FRAMES
+    assert '/points: 10' in out and 'image_raw' not in out.split('done:')[-1]
+
+
+def test_sensor_qos_publisher_reaches_best_effort_subscriber(synthetic_bag, echo):
+    bag, info = synthetic_bag
+    session = echo({'topics': [POINTS], 'reliable': False, 'depth': 50})
+    with Player(bag, '--qos', 'sensor', '--rate', 2, '--wait-for-subscribers', 20,
+                '--topics', POINTS) as player:
+        session.spin_until(lambda: len(_stamps(session)) >= FRAMES, timeout=25)
+        rc, out = player.wait()
+    assert rc == 0, out
+    # best effort may drop under load, but what arrives is in order and from the bag
+    stamps = _stamps(session)
+    assert stamps and stamps == sorted(stamps)
+    assert set(stamps) <= {info['start_ns'] + i * PERIOD_NS for i in range(FRAMES)}

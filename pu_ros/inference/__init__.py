@@ -1,1 +1,16 @@
-"""pu_ros.inference."""
+"""pu_ros.inference: numpy-in, numpy-out wrappers around the networks (device handling, checkpoints).
+
+Importing this package loads neither torch nor spconv; they load when an inference object is created.
+"""
+
+from __future__ import annotations
+
+__all__ = ['SegmentationResult', 'Segmenter']
+
+
+def __getattr__(name):
+    if name in ('Segmenter', 'SegmentationResult'):
+        from pu_ros.inference import segmenter
+
+        return getattr(segmenter, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -19,8 +19,8 @@ import types
 import torch
 
 SPCONV_HINT = (
-    'the segmentation network needs spconv 2.x: pip install spconv (CPU) or spconv-cu118/cu120 (CUDA); '
-    'see https://github.com/traveller59/spconv'
+    'the segmentation network needs spconv 2.x: pip install -r requirements/spconv-cpu.txt (CPU) or '
+    '-r requirements/spconv-cuda.txt (spconv-cu126, CUDA 12.x)'
 )
 SPCONV_TRITON_HINT = (
     "sparse_backend='spconv-triton' needs the spconv_triton package (same API as spconv.pytorch); install it, or "

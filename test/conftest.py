@@ -59,3 +59,14 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f'real data not found at {SHARED_DATA}')
     return SHARED_DATA
+
+
+@pytest.fixture(scope='session')
+def tiny_root(tmp_path_factory):
+    """A small synthetic SemanticKITTI-layout root: ROOT/sequences/00 with 3 frames (16 beams, 800x256 images)."""
+    from pu_ros.data.synthetic import SceneConfig, write_sequence
+
+    root = tmp_path_factory.mktemp('tiny_kitti')
+    write_sequence(root / 'sequences' / '00', SceneConfig(seed=3, n_frames=3, n_beams=16, n_azimuth=512,
+                                                          image_width=800, image_height=256), progress=False)
+    return root

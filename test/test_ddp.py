@@ -16,17 +16,6 @@ ARGS = ['--set', 'model.hidden_size=8', '--set', 'model.image_size=[64,128]', '-
         '--set', 'train.num_workers=0', '--set', SPLIT, '--device', 'cpu', '--max-steps', '2', '--no-progress']
 
 
-@pytest.fixture(scope='module')
-def tiny_root(tmp_path_factory):
-    """A 3-frame synthetic sequence 00 (16 beams, 800x256 colour images)."""
-    from pu_ros.data.synthetic import SceneConfig, write_sequence
-
-    root = tmp_path_factory.mktemp('tiny_ddp')
-    write_sequence(root / 'sequences' / '00', SceneConfig(seed=6, n_frames=3, n_beams=16, n_azimuth=512,
-                                                          image_width=800, image_height=256), progress=False)
-    return root
-
-
 def test_single_process_without_torchrun(monkeypatch):
     for name in ('WORLD_SIZE', 'RANK', 'LOCAL_RANK'):
         monkeypatch.delenv(name, raising=False)

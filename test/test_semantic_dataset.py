@@ -16,18 +16,6 @@ from pu_ros.data.semantic_dataset import (
 )
 from pu_ros.networks.segmentation import SegmentationConfig
 
-
-@pytest.fixture(scope='module')
-def tiny_root(tmp_path_factory):
-    """A 3-frame synthetic sequence 00 (16 beams, 800x256 colour images) in the SemanticKITTI layout."""
-    from pu_ros.data.synthetic import SceneConfig, write_sequence
-
-    root = tmp_path_factory.mktemp('tiny_kitti')
-    write_sequence(root / 'sequences' / '00', SceneConfig(seed=3, n_frames=3, n_beams=16, n_azimuth=512,
-                                                          image_width=800, image_height=256), progress=False)
-    return root
-
-
 CFG = SegmentationConfig(hidden_size=8, image_size=(64, 128))
 
 

@@ -17,17 +17,6 @@ SMALL = ['--set', 'model.hidden_size=8', '--set', 'model.image_size=[64,128]', '
 
 
 @pytest.fixture(scope='module')
-def tiny_root(tmp_path_factory):
-    """A 3-frame synthetic sequence 00 (16 beams, 800x256 colour images)."""
-    from pu_ros.data.synthetic import SceneConfig, write_sequence
-
-    root = tmp_path_factory.mktemp('tiny_train')
-    write_sequence(root / 'sequences' / '00', SceneConfig(seed=2, n_frames=3, n_beams=16, n_azimuth=512,
-                                                          image_width=800, image_height=256), progress=False)
-    return root
-
-
-@pytest.fixture(scope='module')
 def trained(tiny_root, tmp_path_factory):
     """Two training steps, then a resume to step three; returns (out dir, summaries)."""
     out = tmp_path_factory.mktemp('run')

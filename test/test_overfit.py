@@ -1,12 +1,11 @@
 """Done-when of the segmentation network: it overfits one real SemanticKITTI scan on CPU to mIoU >= 0.8.
 
-Scan 000000 of sequence 00 with its ground-truth labels (raw ids mapped to learning ids through
-``pu_ros.data.labels.LabelMap``). To keep the CI budget (2 cores, < 5 minutes for this test) the scan is reduced:
-points inside the network's point range and within 25 m of the sensor (horizontally), then a random subsample of
-30,000 of them (fixed seed); every class of the crop keeps points. Only the 3D branch is trained (``use_image=False``)
-with the default 4-scale, 64-channel configuration, Adam at lr 1e-2 on cross-entropy + Lovász-softmax. The mIoU is
-taken in eval mode (``predict``) on the same points, over the classes present in them (learning id 0 ignored),
-every 25 steps; the test stops as soon as it reaches 0.8 and fails if 300 steps do not get there.
+Scan 000000 of sequence 00, every point inside the network's point range (about 123k of its 124.7k points), with
+its ground-truth labels (raw ids mapped to learning ids through ``pu_ros.data.labels.LabelMap``). Only the 3D branch
+is trained (``use_image=False``) with the default 4-scale, 64-channel configuration, Adam at lr 1e-2 on
+cross-entropy + Lovász-softmax. The mIoU is taken in eval mode (``predict``) on the same points, over the classes
+present in them (learning id 0 ignored), every 25 steps; the test stops as soon as it reaches 0.8 and fails if 300
+steps do not get there. Measured here: 0.85 after 50 steps, about 3 minutes on 2 cores.
 """
 
 import numpy as np
@@ -20,8 +19,6 @@ from pu_ros.networks.losses import SegmentationLoss  # noqa: E402
 from pu_ros.networks.segmentation import SegmentationConfig, Segmentor2DPASS  # noqa: E402
 from pu_ros.ops.voxelize import in_range_mask  # noqa: E402
 
-NUM_POINTS = 30_000
-CROP_RADIUS = 25.0
 MAX_STEPS = 300
 EVAL_EVERY = 25
 TARGET_MIOU = 0.8
@@ -44,10 +41,8 @@ def load_scan(seq00, cfg):
     raw = np.fromfile(seq00 / 'labels' / '000000.label', dtype=np.uint32)
     assert raw.shape[0] == points.shape[0]
     labels = LabelMap.load().to_learning(raw).astype(np.int64)
-    keep = in_range_mask(points, cfg) & (np.hypot(points[:, 0], points[:, 1]) < CROP_RADIUS)
-    points, labels = points[keep], labels[keep]
-    choice = np.sort(np.random.default_rng(0).choice(points.shape[0], NUM_POINTS, replace=False))
-    return points[choice], labels[choice]
+    keep = in_range_mask(points, cfg)
+    return points[keep], labels[keep]
 
 
 def test_present_class_miou():
@@ -70,6 +65,7 @@ def test_overfit_one_real_scan(seq00, one_thread):
     torch.manual_seed(0)
     cfg = SegmentationConfig(use_image=False)
     points, labels = load_scan(seq00, cfg)
+    assert points.shape[0] > 100_000, 'expected the whole scan'
     present = np.unique(labels[labels != 0])
     assert present.size >= 8, f'expected a varied scene, got classes {present}'
     batch = {

@@ -43,13 +43,17 @@ PYTEST_ARGS ?=
 
 venv: $(STAMP)
 
-$(STAMP): $(REQS) setup.py setup.cfg package.xml
+$(STAMP): $(REQS) setup.py setup.cfg package.xml \
+          $(if $(filter ros-wheels,$(MODE)),requirements/ros-build-tools.txt requirements/build_tf2_msgs.sh)
 	@for s in $(VENV)/.pu_ros-*; do if [ -e "$$s" ] && [ "$$s" != "$(STAMP)" ]; then \
 	  echo "pu_ros: $(VENV) was made for another set-up ($$s); recreating it"; rm -rf $(VENV); break; fi; done
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install $(foreach r,$(REQS),-r $(r))
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@# No tf2_msgs wheel exists: build it from requirements/tf2_msgs (best effort, pu_ros works without it).
+	@if [ "$(MODE)" = ros-wheels ]; then bash requirements/build_tf2_msgs.sh $(VENV) || \
+	  echo "pu_ros: warning: continuing without tf2_msgs (/tf_static is not replayed)"; fi
 	@rm -f $(VENV)/.pu_ros-*
 	@touch $(STAMP)
 	@echo "pu_ros: environment ready in $(VENV) ($(MODE))"

@@ -170,9 +170,12 @@ def run(args) -> int:
         if player_rc != 0:
             _say(f'player exited with status {player_rc}')
             ok = False
-        n_scans = sum(1 for r in expected if r['type'].endswith('PointCloud2'))
+        n_scans = sum(r['type'].endswith('/PointCloud2') for r in expected)
+        n_camera = sum(r['type'].endswith(('/Image', '/CameraInfo')) for r in expected)
+        n_other = len(expected) - n_scans - n_camera
         if ok:
-            _say(f'RESULT: OK - all {n_scans} scans and {len(expected) - n_scans} camera messages arrived intact')
+            _say(f'RESULT: OK - all {n_scans} scans and {n_camera} camera messages arrived intact'
+                 + (f', and {n_other} /tf_static message(s)' if n_other else ''))
         else:
             _say('RESULT: FAILED - see the lines marked above')
         return 0 if ok else 1

@@ -372,8 +372,9 @@ class KittiEcho(Node):
             else:
                 self._subscribe(topic, cls)
         self._resolve_timer = self.create_timer(0.5, self._resolve) if self._unresolved else None
+        latched = ', /tf_static reliable + transient local' if TF_STATIC_TOPIC in self._subs else ''
         self.get_logger().info(f'listening on {", ".join(t.partition(":")[0] for t in self.topics)} '
-                               f'({"reliable" if self.reliable else "best effort"}, depth {depth})')
+                               f'({"reliable" if self.reliable else "best effort"}, depth {depth}{latched})')
 
     def _subscribe(self, topic: str, cls) -> None:
         self.counts.setdefault(topic, 0)

@@ -131,7 +131,9 @@ def resolve_message_type(msgtype: str):
     try:
         module = importlib.import_module(f'{pkg}.{kind}')
     except ImportError:
-        hint = ' (no PyPI wheel exists: build tf2_msgs locally or source ROS 2)' if pkg == 'tf2_msgs' else ''
+        hint = ''
+        if pkg == 'tf2_msgs':
+            hint = ' (no PyPI wheel exists: run requirements/build_tf2_msgs.sh, or source ROS 2)'
         return None, f'the Python package {pkg} is not importable{hint}'
     cls = getattr(module, name, None)
     if cls is None:

@@ -14,6 +14,7 @@ Importing the ``'spconv'`` backend also installs the CPU workarounds below (one 
 from __future__ import annotations
 
 import importlib
+import logging
 import types
 
 import torch
@@ -97,6 +98,29 @@ def _install_cpu_workarounds(spconv_ops: types.ModuleType) -> list[str]:
     return wrapped
 
 
+def _quiet_fx_tracing_notice() -> None:
+    """Spend torch's once-per-process "is_fx_tracing will return true for ..." log line silently.
+
+    ``SparseConvTensor.replace_feature`` calls ``torch.fx.is_fx_tracing()``, whose first call logs that notice (it
+    is about torch.export, not about anything we do); it would otherwise appear in every ``pu-ros eval`` / train
+    run. The notice is ``functools.lru_cache``'d, so one call with its logger raised to ERROR uses it up without
+    muting any other torch log. Skipped silently if torch's internals differ.
+    """
+    try:
+        from torch.fx import _symbolic_trace as fx_trace
+
+        notice = fx_trace.is_fx_tracing_warning
+    except (ImportError, AttributeError):
+        return
+    log = logging.getLogger(fx_trace.__name__)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        notice()
+    finally:
+        log.setLevel(level)
+
+
 def sparse_backend(name: str = 'spconv') -> types.ModuleType:
     """The sparse-convolution module for ``name`` (``'spconv'`` or ``'spconv-triton'``), imported once.
 
@@ -113,6 +137,7 @@ def sparse_backend(name: str = 'spconv') -> types.ModuleType:
         except ImportError as exc:
             raise ImportError(f'{SPCONV_HINT} ({exc})') from exc
         _install_cpu_workarounds(ops)
+        _quiet_fx_tracing_notice()
     elif name == 'spconv-triton':
         module = None
         for candidate in ('spconv_triton.pytorch', 'spconv_triton'):

@@ -2,7 +2,8 @@
 
 Prints JSON lines: ``what``, ``n`` (points), ``device`` (CPU model or GPU name), ``threads``, ``median_ms``,
 ``points_per_s``, ``peak_mem_mb``, ``baseline`` (the reference it is compared with), ``baseline_ms`` and ``ratio``
-(median_ms / baseline_ms). Both sides of a ratio run in the same process on the same scan.
+(baseline_ms / median_ms, as in bench/conversions.py: below 1 means the network costs more than the reference).
+Both sides of a ratio run in the same process on the same scan.
 
 - ``segment_3d``: the whole 3D inference, numpy in and numpy out (range filter, voxelization, sparse 3D branch,
   softmax, copy back), the way the ROS node calls it.
@@ -128,7 +129,7 @@ def bench_device(device_str: str, repeats: int, scan: np.ndarray, source: str, c
                 'device': name, 'threads': threads, 'repeats': repeats, 'median_ms': round(ms, 2),
                 'points_per_s': round(n / (ms / 1000.0)), 'peak_mem_mb': round(peak, 1),
                 'weights': str(checkpoint.name), 'baseline': ref, 'baseline_ms': round(ref_ms, 2),
-                'ratio': round(ms / ref_ms, 2),
+                'ratio': round(ref_ms / ms, 3),
             })
     return records
 

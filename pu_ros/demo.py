@@ -24,8 +24,6 @@ import tempfile
 import threading
 import time
 
-_DEMO_TOPIC_PREFIX = '/kitti/'
-
 
 def add_arguments(parser) -> None:
     """Arguments of ``pu-ros demo``."""

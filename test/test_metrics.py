@@ -89,3 +89,21 @@ def test_accumulator_and_table():
     table = format_iou_table(cm.conf, ['unlabeled', 'a', 'b', 'c'], baseline=base)
     assert 'mIoU' in table and 'unlabeled' not in table and 'majority' not in table
     assert table.splitlines()[2].startswith('a')
+
+
+def test_constant_prediction_and_mean_over_given_classes():
+    cm = ConfusionMatrix(4, ignore_index=0)
+    cm.update(np.array([1, 1, 3, 3, 2]), np.array([1, 2, 2, 3, 0]))
+    np.testing.assert_array_equal(cm.gt_counts, [0, 1, 2, 1])
+    base = cm.constant_prediction(2)
+    np.testing.assert_array_equal(base.conf, [[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 2, 0], [0, 0, 1, 0]])
+    assert base.accuracy() == pytest.approx(2 / 4)
+    np.testing.assert_array_equal(cm.present(), [False, True, True, True])
+    # baseline IoU: class 1 -> 0, class 2 -> 2/4, class 3 -> 0; averaged over the model's present classes
+    assert base.miou(classes=cm.present()) == pytest.approx((0 + 0.5 + 0) / 3)
+    assert base.miou(classes=np.array([False, False, True, False])) == pytest.approx(0.5)
+    assert np.isnan(base.miou(classes=np.zeros(4, bool)))
+    with pytest.raises(ValueError, match='bool mask'):
+        mean_iou(cm.conf, 0, classes=np.ones(3, bool))
+    with pytest.raises(ValueError, match='outside'):
+        cm.constant_prediction(4)

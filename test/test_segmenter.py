@@ -57,6 +57,19 @@ def test_segment_shapes_and_range(checkpoints, scene):
     assert empty.labels.shape == (0,) and empty.probs.shape == (0, 20)
 
 
+def test_labels_only_skips_probabilities(checkpoints, scene):
+    points, image, calib = scene
+    for fused in (False, True):
+        seg = Segmenter(checkpoints[0], device='cpu', fused=fused)
+        full = seg.segment(points, image=image, calib=calib)
+        lean = seg.segment(points, image=image, calib=calib, probs=False)
+        assert lean.probs is None and full.probs is not None
+        assert lean.labels.dtype == np.uint8
+        np.testing.assert_array_equal(lean.labels, full.labels)
+        np.testing.assert_array_equal(lean.in_range, full.in_range)
+    assert seg.segment(np.zeros((0, 4), np.float32), image=image, calib=calib, probs=False).probs is None
+
+
 def test_fp16_3d_only_matches_full(checkpoints, scene):
     points, _, _ = scene
     full = Segmenter(checkpoints[0], device='cpu').segment(points)
@@ -103,7 +116,8 @@ def test_bad_points_and_checkpoints(checkpoints, tmp_path):
 
 
 def test_matches_evaluation_path(checkpoints, scene):
-    from pu_ros.training.eval_segmentation import argmax_valid, predict_probs
+    from pu_ros.inference.segmenter import argmax_valid
+    from pu_ros.training.eval_segmentation import predict_probs
 
     points, _, _ = scene
     seg = Segmenter(checkpoints[1], device='cpu')

@@ -11,7 +11,10 @@ from pu_ros.data.semantic_dataset import (
     SplitError,
     collate,
     index_frames,
+    normalize_image,
     parse_split,
+    pixels_in_image,
+    select_pixel_points,
     transform_points,
 )
 from pu_ros.networks.segmentation import SegmentationConfig
@@ -139,3 +142,47 @@ def test_real_scans_colour_then_grey(seq00):
     assert s0.image.shape == (3, 376, 1241) and s0.pix_point_idx.size > 10000
     assert s0.num_out_of_range > 0 and s0.points.shape[0] + s0.num_out_of_range == s0.num_total
     assert np.bincount(s0.labels, minlength=20)[9] > 10000  # plenty of road
+
+
+def test_pixels_in_image_window_and_normalize_image():
+    from pu_ros.geometry.calibration import Calibration
+
+    # camera looking along LiDAR +x: u = 10 * (-y / x) + 20, v = 10 * (-z / x) + 10, image 40 x 20
+    T = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], float)
+    calib = Calibration(P=np.array([[10, 0, 20, 0], [0, 10, 10, 0], [0, 0, 1, 0]], float), T_cam_lidar=T,
+                        width=40, height=20)
+    pts = np.array([[1, 0, 0, 0], [-1, 0, 0, 0], [1, -1.05, 0, 0], [1, 0.05, 0.05, 0], [1, -1.95, -0.95, 0]],
+                   np.float32)  # centre, behind, right, up-left (floor of 19.5, 9.5), far corner
+    idx, uv = pixels_in_image(pts, calib, 20, 40)
+    np.testing.assert_array_equal(idx, [0, 2, 3, 4])
+    np.testing.assert_array_equal(uv, [[20, 10], [30, 10], [19, 9], [39, 19]])
+    assert idx.dtype == np.int64 and uv.dtype == np.int64
+    idx, uv = pixels_in_image(pts, calib, 5, 15, origin=(20, 10))  # crop: columns 20..34, rows 10..14
+    np.testing.assert_array_equal(idx, [0, 2])
+    np.testing.assert_array_equal(uv, [[0, 0], [10, 0]])
+    img = np.zeros((2, 3, 3), np.uint8)
+    img[0, 1] = [255, 0, 51]
+    norm = normalize_image(img)
+    assert norm.shape == (3, 2, 3) and norm.dtype == np.float32 and norm.flags.c_contiguous
+    np.testing.assert_allclose(norm[:, 0, 1], (np.array([1.0, 0.0, 0.2]) - [0.485, 0.456, 0.406])
+                               / [0.229, 0.224, 0.225], rtol=1e-5)
+    np.testing.assert_allclose(normalize_image(img.astype(np.float32) / 255.0), norm, rtol=1e-6)
+    with pytest.raises(ValueError, match='H, W, 3'):
+        normalize_image(np.zeros((4, 4), np.uint8))
+
+
+def test_select_pixel_points_numpy_and_torch():
+    import torch
+
+    pix = np.array([0, 2, 3, 5], np.int64)
+    uv = np.arange(8, dtype=np.int64).reshape(4, 2)
+    kept = np.array([1, 3, 5], np.int64)  # points 1, 3, 5 remain as 0, 1, 2
+    idx, sel = select_pixel_points(pix, uv, kept, 6)
+    np.testing.assert_array_equal(idx, [1, 2])
+    np.testing.assert_array_equal(sel, [[4, 5], [6, 7]])
+    t_idx, t_sel = select_pixel_points(torch.from_numpy(pix), torch.from_numpy(uv), torch.from_numpy(kept), 6)
+    assert isinstance(t_idx, torch.Tensor)
+    np.testing.assert_array_equal(t_idx.numpy(), idx)
+    np.testing.assert_array_equal(t_sel.numpy(), sel)
+    empty, _ = select_pixel_points(np.zeros(0, np.int64), np.zeros((0, 2), np.int64), kept, 6)
+    assert empty.shape == (0,)

@@ -65,8 +65,9 @@ def player(scene):
     from pu_ros.ros.echo_node import EchoSession
 
     log = scene['base'] / 'player.log'
-    cmd = [sys.executable, '-m', 'pu_ros.cli', 'play', str(scene['bag']), '--loop', '--rate', '0.2',
-           '--start-offset', '0.05']
+    # No start offset: /tf_static sits at the bag start, so every pass of the loop reaches it again; the player
+    # must still publish it once (a volatile subscriber below checks that nothing is re-sent).
+    cmd = [sys.executable, '-m', 'pu_ros.cli', 'play', str(scene['bag']), '--loop', '--rate', '0.2']
     with open(log, 'w') as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT, text=True)
     try:
@@ -124,6 +125,9 @@ def test_player_latches_tf_static_for_late_subscribers(scene, player):
     session, latched, volatile, got = _late_joiner()
     try:
         assert got, f'late joiner got nothing on {TF_STATIC}:\n{player.read_text()}'
+        # Endpoint discovery can come before the publisher's node name does: wait for the name too.
+        session.spin_until(lambda: all(i.node_name != '_NODE_NAME_UNKNOWN_'
+                                       for i in session.node.get_publishers_info_by_topic(TF_STATIC)), timeout=10)
         publishers = session.node.get_publishers_info_by_topic(TF_STATIC)
         session.spin_until(lambda: False, timeout=1.5)  # two more passes of the loop: nothing may come
         records = list(session.node.records)

@@ -44,6 +44,78 @@ class SplitError(ValueError):
     """A split names sequences or frames that cannot be found, or is malformed."""
 
 
+# ------------------------------------------------------------------------------------------------ camera
+
+
+def pixels_in_image(points: np.ndarray, calib, height: int, width: int,
+                    origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel of every point that projects into an image (or into a crop of it).
+
+    The points are projected with ``calib`` (points it does not see, behind the camera or outside its
+    ``width`` x ``height``, are dropped), the pixel coordinates are floored, shifted by ``origin`` and kept when
+    they fall inside the ``height`` x ``width`` window.
+
+    Args:
+        points: (N, >=3) float array, x, y, z in the LiDAR frame first.
+        calib: :class:`pu_ros.geometry.Calibration` of the image.
+        height: H of the window, in pixels.
+        width: W of the window, in pixels.
+        origin: ``(x0, y0)`` top-left pixel of the window in the full image (a crop); ``(0, 0)`` for the full image.
+
+    Returns:
+        ``(idx, uv)``: (M,) int64 indices into ``points`` (ascending) and (M, 2) int64 (column, row) pixels relative
+        to the window, ``0 <= column < width``, ``0 <= row < height``.
+    """
+    uv, _, vis = calib.project(np.asarray(points)[:, :3])
+    idx = np.flatnonzero(vis).astype(np.int64)
+    uv = np.floor(uv[idx]).astype(np.int64) - np.asarray(origin, dtype=np.int64)
+    ok = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
+    return idx[ok], uv[ok]
+
+
+def normalize_image(image: np.ndarray) -> np.ndarray:
+    """Image in the layout and scale of the ResNet 2D branch: ``(image / 255 - IMAGE_MEAN) / IMAGE_STD``.
+
+    Args:
+        image: (H, W, 3) RGB, uint8 (0..255), or float already scaled to 0..1 (e.g. after colour jitter).
+
+    Returns:
+        (3, H, W) float32, C-contiguous.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f'image must be (H, W, 3), got shape {image.shape}')
+    img = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32, copy=False)
+    return np.ascontiguousarray(((img - IMAGE_MEAN) / IMAGE_STD).transpose(2, 0, 1), dtype=np.float32)
+
+
+def select_pixel_points(pix_point_idx, pix_uv, kept, num_points: int):
+    """Keep the point-pixel pairs of a subset of the points and renumber them into that subset.
+
+    Works on numpy arrays or torch tensors (all on one device).
+
+    Args:
+        pix_point_idx: (M,) int64 indices into the original ``num_points`` points.
+        pix_uv: (M, 2) int64 pixel of each pair.
+        kept: (K,) int64 distinct indices of the points that remain, in their new order.
+        num_points: N, number of original points.
+
+    Returns:
+        ``(idx, uv)``: (M',) int64 indices into ``kept`` and (M', 2) int64 pixels of the pairs whose point remains.
+    """
+    if isinstance(kept, np.ndarray):
+        remap = np.full(int(num_points), -1, dtype=np.int64)
+        remap[kept] = np.arange(kept.size, dtype=np.int64)
+    else:
+        import torch
+
+        remap = torch.full((int(num_points),), -1, dtype=torch.int64, device=kept.device)
+        remap[kept] = torch.arange(kept.numel(), dtype=torch.int64, device=kept.device)
+    new = remap[pix_point_idx]
+    ok = new >= 0
+    return new[ok], pix_uv[ok]
+
+
 # ------------------------------------------------------------------------------------------------ splits
 
 
@@ -436,9 +508,6 @@ class SemanticKittiDataset:
         pix_idx = np.zeros(0, np.int64)
         pix_uv = np.zeros((0, 2), np.int64)
         if image is not None:
-            uv, _, vis = calib.project(points[:, :3])
-            pix_idx = np.flatnonzero(vis).astype(np.int64)
-            uv = np.floor(uv[pix_idx]).astype(np.int64)
             h, w = image.shape[:2]
             if self.train:
                 ch, cw = min(self.crop_hw[0], h), min(self.crop_hw[1], w)
@@ -446,10 +515,8 @@ class SemanticKittiDataset:
                 x0 = int(rng.integers(0, w - cw + 1))
             else:
                 ch, cw, y0, x0 = h, w, 0, 0
+            pix_idx, uv = pixels_in_image(points, calib, ch, cw, origin=(x0, y0))
             img = image[y0:y0 + ch, x0:x0 + cw].astype(np.float32) / 255.0
-            uv = uv - np.array([x0, y0])
-            inside = (uv[:, 0] >= 0) & (uv[:, 0] < cw) & (uv[:, 1] >= 0) & (uv[:, 1] < ch)
-            pix_idx, uv = pix_idx[inside], uv[inside]
             if self.train:
                 img = color_jitter(img, self.augment.color_jitter, rng)
                 if rng.random() < self.augment.image_hflip:
@@ -460,8 +527,8 @@ class SemanticKittiDataset:
                 padded = np.zeros((*self.crop_hw, 3), np.float32)
                 padded[:ch, :cw] = img
                 img = padded
-            img_out = np.ascontiguousarray(((img - IMAGE_MEAN) / IMAGE_STD).transpose(2, 0, 1), dtype=np.float32)
-            pix_uv = uv.astype(np.int64)
+            img_out = normalize_image(img)
+            pix_uv = uv
 
         if self.train:
             a = self.augment
@@ -482,12 +549,7 @@ class SemanticKittiDataset:
         n_out_lab = int(np.count_nonzero(labels_out != self.ignore_index))
         # map original indices -> compact indices of the kept in-range points
         keep = keep[inside]
-        remap = np.full(n_total, -1, dtype=np.int64)
-        remap[keep] = np.arange(keep.size)
-        if pix_idx.size:
-            new = remap[pix_idx]
-            ok = new >= 0
-            pix_idx, pix_uv = new[ok], pix_uv[ok]
+        pix_idx, pix_uv = select_pixel_points(pix_idx, pix_uv, keep, n_total)
         return Sample(
             points=np.ascontiguousarray(pts[inside], dtype=np.float32),
             labels=labels[keep],
@@ -502,14 +564,6 @@ class SemanticKittiDataset:
             name=ref.name,
             image_source=source,
         )
-
-
-def class_counts(samples_labels: Iterable[np.ndarray], num_classes: int) -> np.ndarray:
-    """(C,) int64 histogram of learning ids over several (N,) label arrays."""
-    counts = np.zeros(num_classes, dtype=np.int64)
-    for lab in samples_labels:
-        counts += np.bincount(np.asarray(lab, dtype=np.int64), minlength=num_classes)[:num_classes]
-    return counts
 
 
 # ------------------------------------------------------------------------------------------------ collate

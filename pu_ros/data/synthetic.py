@@ -724,7 +724,7 @@ def add_arguments(parser) -> None:
     parser.add_argument('-o', '--output', required=True, help='folder that receives the odometry layout')
     parser.add_argument('--frames', type=int, default=10, help='number of frames (10 Hz), default 10')
     parser.add_argument('--seed', type=int, default=0, help='scene seed, default 0')
-    parser.add_argument('--azimuth-steps', type=int, default=2000, help='LiDAR azimuth steps per turn')
+    parser.add_argument('--azimuth-steps', type=int, default=2000, help='LiDAR azimuth steps per turn (default 2000)')
     parser.add_argument('--no-image', action='store_true', help='do not render image_2')
 
 

@@ -3,6 +3,7 @@
 >>> seg = Segmenter()                                   # packaged models/segmentation_2dpass_3d.pt, cuda if any
 >>> result = seg.segment(points)                        # points (N, 4) float32 x, y, z, intensity
 >>> result.labels, result.probs, result.in_range        # (N,) uint8, (N, C) float32, (N,) bool
+>>> seg.segment(points, probs=False).probs              # None: only the labels leave the device (faster)
 
 Only points inside the network's ``point_range`` (and finite) are segmented; the others get label 0 (the ignore
 class), an all-zero probability row and ``in_range = False``. With ``fused=True`` the camera image and its
@@ -28,13 +29,31 @@ class SegmentationResult:
 
     Attributes:
         labels: (N,) uint8 learning ids (0 = ignore: out of range, non-finite).
-        probs: (N, C) float32 class probabilities (rows of out-of-range points are zero).
+        probs: (N, C) float32 class probabilities (rows of out-of-range points are zero), or None when
+            :meth:`Segmenter.segment` was called with ``probs=False``.
         in_range: (N,) bool, the point was segmented.
     """
 
     labels: np.ndarray
-    probs: np.ndarray
+    probs: np.ndarray | None
     in_range: np.ndarray
+
+
+def argmax_valid(probs, ignore_index: int | None):
+    """Most probable class per row other than ``ignore_index``.
+
+    Args:
+        probs: (P, C) float torch tensor of class probabilities (or logits).
+        ignore_index: class never chosen, or None.
+
+    Returns:
+        (P,) int64 tensor of class ids, on the device of ``probs``.
+    """
+    if ignore_index is None:
+        return probs.argmax(dim=1)
+    p = probs.clone()
+    p[:, ignore_index] = -1.0
+    return p.argmax(dim=1)
 
 
 def load_segmentor(checkpoint, device, fused: bool = False):
@@ -127,7 +146,7 @@ class Segmenter:
     def _batch(self, pts: np.ndarray, image, calib):
         import torch
 
-        from pu_ros.data.semantic_dataset import IMAGE_MEAN, IMAGE_STD
+        from pu_ros.data.semantic_dataset import normalize_image, pixels_in_image
 
         dev = self.device
         batch = {
@@ -143,23 +162,23 @@ class Segmenter:
                 img = np.repeat(img[:, :, None], 3, axis=2)
             if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
                 raise ValueError(f'image must be (H, W, 3) or (H, W) uint8, got {img.shape} {img.dtype}')
-            h, w = img.shape[:2]
-            uv, _, vis = calib.project(pts[:, :3])
-            uv = np.floor(uv[vis]).astype(np.int64)
-            ok = (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
-            norm = ((img.astype(np.float32) / 255.0 - IMAGE_MEAN) / IMAGE_STD).transpose(2, 0, 1)
-            batch['images'] = torch.from_numpy(np.ascontiguousarray(norm))[None].to(dev)
-            batch['pix_point_idx'] = torch.from_numpy(np.flatnonzero(vis)[ok].astype(np.int64)).to(dev)
-            batch['pix_uv'] = torch.from_numpy(uv[ok]).to(dev)
+            pix_idx, uv = pixels_in_image(pts, calib, img.shape[0], img.shape[1])
+            batch['images'] = torch.from_numpy(normalize_image(img))[None].to(dev)
+            batch['pix_point_idx'] = torch.from_numpy(pix_idx).to(dev)
+            batch['pix_uv'] = torch.from_numpy(uv).to(dev)
         return batch
 
-    def segment(self, points: np.ndarray, image: np.ndarray | None = None, calib=None) -> SegmentationResult:
+    def segment(self, points: np.ndarray, image: np.ndarray | None = None, calib=None, *,
+                probs: bool = True) -> SegmentationResult:
         """Segment one scan.
 
         Args:
             points: (N, 4) float array x, y, z, intensity in the LiDAR frame (float32 preferred).
             image: (H, W, 3) uint8 RGB or (H, W) uint8 grey; used only when ``fused``.
             calib: :class:`pu_ros.geometry.Calibration` of ``image``; used only when ``fused``.
+            probs: also return the (N, C) float32 probabilities. With False, ``result.probs`` is None and only the
+                (N,) labels are copied from the device (the cheaper call when only labels are needed, e.g. the
+                ROS node); the labels are the same either way.
 
         Returns:
             :class:`SegmentationResult` (numpy arrays on the host).
@@ -170,7 +189,6 @@ class Segmenter:
         import torch
 
         from pu_ros.ops.voxelize import in_range_mask
-        from pu_ros.training.eval_segmentation import argmax_valid
 
         pts = np.asarray(points)
         if pts.ndim != 2 or pts.shape[1] != 4 or pts.dtype.kind not in 'fiu':
@@ -181,18 +199,19 @@ class Segmenter:
         c = self.num_classes
         in_range = np.asarray(in_range_mask(pts, self.cfg), dtype=bool) & np.isfinite(pts[:, 3])
         labels = np.zeros(n, np.uint8)
-        probs = np.zeros((n, c), np.float32)
+        prob_out = np.zeros((n, c), np.float32) if probs else None
         if not in_range.any():
-            return SegmentationResult(labels, probs, in_range)
+            return SegmentationResult(labels, prob_out, in_range)
         idx = np.flatnonzero(in_range)
         batch = self._batch(pts[idx], image, calib)
         with torch.inference_mode():
             logits = self.model.predict(batch, fused=self.fused)
             p = torch.softmax(logits.float(), dim=1)
-            lab = argmax_valid(p, self.cfg.ignore_index)
-        probs[idx] = p.cpu().numpy()
-        labels[idx] = lab.cpu().numpy().astype(np.uint8)
-        return SegmentationResult(labels, probs, in_range)
+            lab = argmax_valid(p, self.cfg.ignore_index).to(torch.uint8)  # ids < 256: 1 byte per point to copy
+        if prob_out is not None:
+            prob_out[idx] = p.cpu().numpy()
+        labels[idx] = lab.cpu().numpy()
+        return SegmentationResult(labels, prob_out, in_range)
 
     def __repr__(self) -> str:
         """Short description."""

@@ -71,9 +71,9 @@ def lovasz_softmax(
         mask = torch.ones(num_classes, dtype=torch.bool, device=probs.device)
         if ignore_index is not None and 0 <= ignore_index < num_classes:
             mask[ignore_index] = False
-    if not bool(mask.any()):
-        return probs.sum() * 0.0
-    return per_class[mask].mean()
+    # mean over the masked classes without a host sync (no boolean indexing, no bool()); 0 when none is masked
+    count = mask.sum().clamp_min(1).to(per_class.dtype)
+    return torch.where(mask, per_class, per_class.new_zeros(())).sum() / count
 
 
 def cross_entropy(
@@ -81,14 +81,17 @@ def cross_entropy(
 ) -> torch.Tensor:
     """Class-weighted cross-entropy, (N, C) logits and (N,) int64 labels -> scalar (0 when nothing is labelled).
 
-    The mean is weighted like ``torch.nn.functional.cross_entropy`` (sum of w[y]·nll over sum of w[y]).
+    The mean is weighted like ``torch.nn.functional.cross_entropy`` (sum of w[y]·nll over sum of w[y]); when every
+    labelled point has weight 0 the loss is 0 (not NaN). No host sync.
     """
     logits, labels = _valid(logits, labels, ignore_index)
     if logits.shape[0] == 0:
         return logits.sum() * 0.0
-    if weight is not None and float(weight[labels].sum()) == 0.0:
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits, labels, weight=weight)
+    if weight is None:
+        return F.cross_entropy(logits, labels)
+    total = F.cross_entropy(logits, labels, weight=weight, reduction='sum')
+    norm = weight[labels].sum().to(total.dtype)
+    return total / torch.where(norm > 0, norm, torch.ones_like(norm))  # all weights 0: total is 0, so is the loss
 
 
 def kl_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:

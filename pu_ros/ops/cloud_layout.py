@@ -329,14 +329,9 @@ def unpack_rgb(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def native_copy_needed(is_bigendian: bool) -> bool:
-    """Whether data with this byte order must be byte-swapped to be native on this machine."""
-    return bool(is_bigendian) != NATIVE_BIGENDIAN
-
-
 __all__ = [
     'INT8', 'UINT8', 'INT16', 'UINT16', 'INT32', 'UINT32', 'FLOAT32', 'FLOAT64', 'DATATYPE_SIZE',
     'DATATYPE_TO_CODE', 'NATIVE_BIGENDIAN', 'ConversionError', 'bytes_to_points', 'dtype_to_fields',
-    'fields_to_dtype', 'make_structured', 'native_copy_needed', 'pack_rgb', 'packed_dtype',
+    'fields_to_dtype', 'make_structured', 'pack_rgb', 'packed_dtype',
     'points_to_bytes_array', 'unpack_rgb', 'xyzi_label_dtype',
 ]

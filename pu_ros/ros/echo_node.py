@@ -417,10 +417,6 @@ class KittiEcho(Node):
         if self.count and len(self.records) >= self.count and not self.finished.done():
             self.finished.set_result(len(self.records))
 
-    def publisher_counts(self) -> dict[str, int]:
-        """``{topic: matched publishers}`` of the subscriptions made so far."""
-        return {topic: sub.get_publisher_count() for topic, sub in self._subs.items()}
-
 
 def _to_parameter(name: str, value) -> Parameter:
     if isinstance(value, (list, tuple)):
@@ -541,8 +537,7 @@ def run(args) -> int:
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}  # Ctrl-C / kill: stop, print the summary, exit 0
     try:
-        reached = session.spin_until(lambda: bool(stop) or node.finished.done(),
-                                     timeout=args.timeout or float('inf'))
+        session.spin_until(lambda: bool(stop) or node.finished.done(), timeout=args.timeout or float('inf'))
         reached = node.finished.done()
     except (KeyboardInterrupt, ExternalShutdownException):
         reached = node.finished.done()

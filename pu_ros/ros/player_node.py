@@ -356,8 +356,14 @@ class BagPlayer(Node):
 
     # ------------------------------------------------------------------ playback
     def _message_stream(self, first_pass: bool):
-        """Yield (bag_topic, due_bag_ns, raw) of the played topics from the origin on."""
+        """Yield (bag_topic, due_bag_ns, raw) of the played topics from the origin on.
+
+        Latched (transient-local) topics go out on the first pass only: their publisher keeps them for late
+        subscribers, so a loop never re-sends a static transform.
+        """
         for topic, _msgtype, stamp, raw in read_bag(self.bag_path, topics=list(self._pubs)):
+            if not first_pass and topic in self._latched:
+                continue
             if stamp < self._origin_ns:
                 if first_pass and topic in self._latched:
                     yield topic, self._origin_ns, raw  # static transforms are needed whatever the offset

@@ -138,17 +138,6 @@ def all_reduce_sum(tensor, info: DistInfo):
     return tensor
 
 
-def broadcast_object(obj, info: DistInfo, src: int = 0):
-    """Send a picklable object from ``src`` to every rank; returns it on all ranks."""
-    if not info.distributed:
-        return obj
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def device_name(device) -> str:
     """Human-readable name of a torch device: the GPU name, or the CPU model from /proc/cpuinfo."""
     import platform

@@ -77,6 +77,7 @@ def predict_probs(model, batch: dict, cfg, tta: int = 1, fused: bool = False):
     """
     import torch
 
+    from pu_ros.data.semantic_dataset import select_pixel_points
     from pu_ros.ops.voxelize import in_range_mask
 
     points = batch['points']
@@ -94,26 +95,13 @@ def predict_probs(model, batch: dict, cfg, tta: int = 1, fused: bool = False):
             if 'labels' in batch:
                 sub['labels'] = batch['labels'][idx]
             if 'pix_point_idx' in batch:
-                remap = torch.full((n,), -1, dtype=torch.int64, device=points.device)
-                remap[idx] = torch.arange(idx.numel(), device=points.device)
-                new = remap[batch['pix_point_idx']]
-                ok = new >= 0
-                sub['pix_point_idx'] = new[ok]
-                sub['pix_uv'] = batch['pix_uv'][ok]
+                sub['pix_point_idx'], sub['pix_uv'] = select_pixel_points(batch['pix_point_idx'], batch['pix_uv'],
+                                                                          idx, n)
         logits = model.predict(sub, fused=fused)
         p = torch.softmax(logits.float(), dim=1)
         probs[mask] += p
         votes[mask] += 1.0
     return probs / votes.clamp_min(1.0)[:, None]
-
-
-def argmax_valid(probs, ignore_index: int | None):
-    """Most probable class per row other than ``ignore_index``: (P, C) tensor -> (P,) int64."""
-    if ignore_index is None:
-        return probs.argmax(dim=1)
-    p = probs.clone()
-    p[:, ignore_index] = -1.0
-    return p.argmax(dim=1)
 
 
 def evaluate(model, dataset, device, tta: int = 1, fused: bool = False, info=None, progress: bool = True,
@@ -131,27 +119,27 @@ def evaluate(model, dataset, device, tta: int = 1, fused: bool = False, info=Non
         on_sample: optional ``callback(sample, pred (P,) int64 numpy)`` (e.g. to write label files).
 
     Returns:
-        dict: ``confusion`` (C, C) int64 over in-range labelled points, ``confusion_full`` (C, C) with
-        out-of-range labelled points predicted as ignore, ``gt_counts`` (C,) in-range ground-truth histogram,
-        ``points`` total points read, ``in_range``, ``out_of_range``, ``out_of_range_labelled``, ``frames``.
+        dict: ``confusion`` a :class:`~pu_ros.training.metrics.ConfusionMatrix` over in-range labelled points,
+        ``confusion_full`` one with out-of-range labelled points predicted as ignore, ``points`` total points read,
+        ``in_range``, ``out_of_range``, ``out_of_range_labelled``, ``frames`` (ints).
     """
     import torch
     from tqdm import tqdm
 
     from pu_ros.data.semantic_dataset import batch_to_device, collate
+    from pu_ros.inference.segmenter import argmax_valid
     from pu_ros.training.distributed import all_reduce_sum
+    from pu_ros.training.metrics import ConfusionMatrix
 
     cfg = model.cfg if hasattr(model, 'cfg') else dataset.cfg
     c = int(cfg.num_classes)
     ign = int(cfg.ignore_index)
     rank, world = (info.rank, info.world_size) if info is not None else (0, 1)
-    conf = np.zeros((c, c), np.int64)
-    conf_full = np.zeros((c, c), np.int64)
+    cm = ConfusionMatrix(c, ign)
+    cm_full = ConfusionMatrix(c, ign)
     counters = np.zeros(5, np.int64)  # points, in_range, out_of_range, out_of_range_labelled, frames
     was_training = model.training
     model.eval()
-    from pu_ros.training.metrics import confusion_matrix
-
     indices = range(rank, len(dataset), world)
     with torch.inference_mode():
         for i in tqdm(indices, desc='eval', unit='scan', file=sys.stderr, disable=not progress or rank != 0):
@@ -161,29 +149,26 @@ def evaluate(model, dataset, device, tta: int = 1, fused: bool = False, info=Non
             batch = batch_to_device(batch, device)
             probs = predict_probs(model, batch, cfg, tta=tta, fused=fused)
             pred = argmax_valid(probs, ign).cpu().numpy()
-            target = sample.labels
-            conf += confusion_matrix(pred, target, c, ign)
-            conf_full += confusion_matrix(pred, target, c, ign)
+            cm_full.merge(cm.update(pred, sample.labels))
             counters += [sample.num_total, sample.points.shape[0], sample.num_out_of_range,
                          sample.num_out_of_range_labelled, 1]
             if sample.num_out_of_range_labelled:
                 # out-of-range labelled points count as predicted 'ignore' in the full-scan matrix
                 lab = sample.out_of_range_labels
-                conf_full += confusion_matrix(np.full(lab.shape, ign, np.int64), lab, c, ign)
+                cm_full.update(np.full(lab.shape, ign, np.int64), lab)
             if on_sample is not None:
                 on_sample(sample, pred)
     if was_training:
         model.train()
     if world > 1:
-        packed = torch.from_numpy(np.concatenate([conf.ravel(), conf_full.ravel(), counters]))
+        packed = torch.from_numpy(np.concatenate([cm.conf.ravel(), cm_full.conf.ravel(), counters]))
         packed = all_reduce_sum(packed, info).numpy()
-        conf = packed[: c * c].reshape(c, c)
-        conf_full = packed[c * c: 2 * c * c].reshape(c, c)
+        cm.conf = packed[: c * c].reshape(c, c).copy()
+        cm_full.conf = packed[c * c: 2 * c * c].reshape(c, c).copy()
         counters = packed[2 * c * c:]
     return {
-        'confusion': conf,
-        'confusion_full': conf_full,
-        'gt_counts': conf.sum(axis=1),
+        'confusion': cm,
+        'confusion_full': cm_full,
         'points': int(counters[0]),
         'in_range': int(counters[1]),
         'out_of_range': int(counters[2]),
@@ -228,14 +213,7 @@ def _run(args) -> int:
     from pu_ros.data.semantic_dataset import SemanticKittiDataset
     from pu_ros.inference.segmenter import load_segmentor
     from pu_ros.training.distributed import resolve_device
-    from pu_ros.training.metrics import (
-        format_iou_table,
-        iou_per_class,
-        majority_class,
-        mean_iou,
-        overall_accuracy,
-        present_classes,
-    )
+    from pu_ros.training.metrics import format_iou_table, majority_class
 
     device = torch.device(resolve_device(args.device))
     model, cfg, ckpt = load_segmentor(args.checkpoint, device, fused=args.fused)
@@ -265,7 +243,8 @@ def _run(args) -> int:
 
     res = evaluate(model, dataset, device, tta=args.tta, fused=args.fused, progress=not args.no_progress,
                    on_sample=writer)
-    conf = res['confusion']
+    cm, cm_full = res['confusion'], res['confusion_full']
+    conf = cm.conf
     c, ign = cfg.num_classes, cfg.ignore_index
     names = label_map.names if label_map.num_classes == c else [str(i) for i in range(c)]
 
@@ -274,22 +253,15 @@ def _run(args) -> int:
         major = majority_class(np.asarray(train_counts), ign)
         major_src = 'most frequent class of the training labels'
     else:
-        major = majority_class(res['gt_counts'], ign)
+        major = majority_class(cm.gt_counts, ign)
         major_src = 'most frequent class of the evaluated ground truth (optimistic)'
-    base_conf = np.zeros_like(conf)
-    base_conf[:, major] = conf.sum(axis=1)
-    base_conf[ign] = 0
+    base = cm.constant_prediction(major)
 
     present = 'gt_or_pred'
-    mask = present_classes(conf, ign, present)
-    iou_table = format_iou_table(conf, names, ign, present, baseline=base_conf, baseline_name='majority')
-    miou = mean_iou(conf, ign, present)
-    acc = overall_accuracy(conf, ign)
-    base_iou = np.nan_to_num(iou_per_class(base_conf))
-    base_miou = float(base_iou[mask].mean()) if mask.any() else float('nan')
-    base_acc = overall_accuracy(base_conf, ign)
-    miou_full = mean_iou(res['confusion_full'], ign, present)
-    acc_full = overall_accuracy(res['confusion_full'], ign)
+    mask = cm.present(present)
+    iou_table = format_iou_table(conf, names, ign, present, baseline=base.conf, baseline_name='majority')
+    summary = cm.summary(names, present)
+    miou_full, acc_full = cm_full.miou(present), cm_full.accuracy()
 
     print(f'checkpoint: {args.checkpoint}  (step {ckpt["meta"].get("step")}, '
           f'weights {ckpt["meta"].get("weights_dtype", "as trained")})')
@@ -310,14 +282,15 @@ def _run(args) -> int:
         'frames': [r.name for r in dataset.refs],
         'tta': args.tta,
         'fused': bool(args.fused),
-        'miou': miou,
+        'miou': summary['miou'],
         'miou_classes': 'present in ground truth or predictions, ignore excluded',
-        'accuracy': acc,
-        'iou': {names[i]: float(np.nan_to_num(v)) for i, v in enumerate(iou_per_class(conf)) if mask[i]},
-        'baseline': {'class': names[major], 'source': major_src, 'miou': base_miou, 'accuracy': base_acc},
+        'accuracy': summary['accuracy'],
+        'iou': summary['iou'],
+        'baseline': {'class': names[major], 'source': major_src, 'miou': base.miou(classes=mask),
+                     'accuracy': base.accuracy()},
         'full_scan': {'miou': miou_full, 'accuracy': acc_full},
         'points': {k: res[k] for k in ('points', 'in_range', 'out_of_range', 'out_of_range_labelled')},
-        'evaluated_points': int(conf.sum()),
+        'evaluated_points': summary['points'],
     }
     if args.out:
         out = Path(args.out)

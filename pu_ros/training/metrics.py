@@ -101,18 +101,26 @@ def present_classes(conf: np.ndarray, ignore_index: int | None = 0, present: str
     return mask
 
 
-def mean_iou(conf: np.ndarray, ignore_index: int | None = 0, present: str = 'gt_or_pred') -> float:
+def mean_iou(conf: np.ndarray, ignore_index: int | None = 0, present: str = 'gt_or_pred',
+             classes: np.ndarray | None = None) -> float:
     """Mean IoU over the present classes (see :func:`present_classes`); NaN when no class is present.
 
     Args:
         conf: (C, C) confusion matrix.
         ignore_index: class left out of the average.
         present: which classes are averaged: ``'gt_or_pred'``, ``'gt'`` or ``'all'``.
+        classes: optional (C,) bool mask of the classes to average instead of ``present`` (e.g. the classes present
+            for another model, to compare a baseline on the same classes).
 
     Returns:
-        float mIoU in [0, 1]. With ``present='all'`` a class with an empty union counts as 0.
+        float mIoU in [0, 1]. A class with an empty union counts as 0.
     """
-    mask = present_classes(conf, ignore_index, present)
+    if classes is None:
+        mask = present_classes(conf, ignore_index, present)
+    else:
+        mask = np.asarray(classes, dtype=bool)
+        if mask.shape != (np.asarray(conf).shape[0],):
+            raise ValueError(f'classes must be a ({np.asarray(conf).shape[0]},) bool mask, got shape {mask.shape}')
     if not mask.any():
         return float('nan')
     iou = np.nan_to_num(iou_per_class(conf), nan=0.0)
@@ -169,13 +177,22 @@ class ConfusionMatrix:
             raise ValueError(f'confusion matrix shape {conf.shape} does not match {self.conf.shape}')
         self.conf += conf.astype(np.int64)
 
+    @property
+    def gt_counts(self) -> np.ndarray:
+        """(C,) int64 number of counted points per ground-truth class."""
+        return self.conf.sum(axis=1)
+
     def iou(self) -> np.ndarray:
         """(C,) float64 IoU per class (NaN where the union is empty)."""
         return iou_per_class(self.conf)
 
-    def miou(self, present: str = 'gt_or_pred') -> float:
-        """Mean IoU over present classes, ignore class excluded."""
-        return mean_iou(self.conf, self.ignore_index, present)
+    def present(self, present: str = 'gt_or_pred') -> np.ndarray:
+        """(C,) bool mask of the classes that enter the mean IoU (:func:`present_classes`)."""
+        return present_classes(self.conf, self.ignore_index, present)
+
+    def miou(self, present: str = 'gt_or_pred', classes: np.ndarray | None = None) -> float:
+        """Mean IoU over present classes (or over the (C,) bool mask ``classes``), ignore class excluded."""
+        return mean_iou(self.conf, self.ignore_index, present, classes)
 
     def accuracy(self) -> float:
         """Overall accuracy over counted points."""
@@ -185,7 +202,7 @@ class ConfusionMatrix:
         """Plain-dict summary (JSON-able): miou, accuracy, points, per-class iou by name (present classes only)."""
         names = list(names) if names is not None else [str(i) for i in range(self.num_classes)]
         iou = self.iou()
-        mask = present_classes(self.conf, self.ignore_index, present)
+        mask = self.present(present)
         return {
             'miou': self.miou(present),
             'miou_classes': present,
@@ -193,6 +210,24 @@ class ConfusionMatrix:
             'points': int(self.conf.sum()),
             'iou': {names[i]: float(np.nan_to_num(iou[i])) for i in np.flatnonzero(mask)},
         }
+
+    def constant_prediction(self, cls: int) -> ConfusionMatrix:
+        """The matrix of a predictor that answers ``cls`` for every counted point (e.g. the majority baseline).
+
+        Args:
+            cls: predicted class id.
+
+        Returns:
+            New :class:`ConfusionMatrix` with the same ground-truth counts, all in column ``cls``.
+        """
+        cls = int(cls)
+        if not 0 <= cls < self.num_classes:
+            raise ValueError(f'class {cls} outside 0..{self.num_classes - 1}')
+        out = ConfusionMatrix(self.num_classes, self.ignore_index)
+        out.conf[:, cls] = self.gt_counts
+        if self.ignore_index is not None and 0 <= self.ignore_index < self.num_classes:
+            out.conf[self.ignore_index] = 0
+        return out
 
 
 def majority_class(counts: np.ndarray, ignore_index: int | None = 0) -> int:
@@ -250,11 +285,8 @@ def format_iou_table(
     miou_row = f'{"mIoU":<{width}} {f"{int(mask.sum())} cls":>10} {100 * mean_iou(conf, ignore_index, present):7.2f}'
     acc_row = f'{"accuracy":<{width}} {int(gt.sum()):>10} {100 * overall_accuracy(conf, ignore_index):7.2f}'
     if baseline is not None:
-        miou_row += f' {100 * _masked_mean(b_iou, mask):12.2f}'
+        miou_row += f' {100 * mean_iou(baseline, ignore_index, classes=mask):12.2f}'
         acc_row += f' {100 * overall_accuracy(baseline, ignore_index):12.2f}'
     lines += [miou_row, acc_row]
     return '\n'.join(lines)
 
-
-def _masked_mean(iou: np.ndarray, mask: np.ndarray) -> float:
-    return float(np.nan_to_num(iou)[mask].mean()) if mask.any() else float('nan')

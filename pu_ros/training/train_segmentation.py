@@ -20,6 +20,7 @@ schedule, GradScaler and the position in the epoch, then continues to ``max_step
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -398,12 +399,9 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
     def validate(step: int) -> dict:
         from pu_ros.training.eval_segmentation import evaluate
 
-        model.eval()
-        conf = evaluate(model, val_set, dev, tta=int(t['val_tta']), info=info, progress=False)['confusion']
-        model.train()
-        from pu_ros.training.metrics import mean_iou, overall_accuracy
-
-        res = {'val_miou': mean_iou(conf, model_cfg.ignore_index), 'val_accuracy': overall_accuracy(conf)}
+        # evaluate() switches to eval mode and restores the training mode itself
+        cm = evaluate(model, val_set, dev, tta=int(t['val_tta']), info=info, progress=False)['confusion']
+        res = {'val_miou': cm.miou(), 'val_accuracy': cm.accuracy()}  # both leave out model_cfg.ignore_index
         if writer is not None:
             writer.add_scalar('val/miou', res['val_miou'], step)
             writer.add_scalar('val/accuracy', res['val_accuracy'], step)
@@ -416,7 +414,8 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
     step, epoch = start_step, start_epoch
     last_losses: dict[str, float] = dict(prev_losses)  # until this run logs its own
     metrics: dict = {}
-    sums: dict[str, float] = {}
+    loss_keys: list[str] = []
+    sums = None  # (K,) float32 running sums of the loss terms, kept on the device (no host sync per batch)
     n_sum = 0
     points_seen = 0
     t_log = time.time()
@@ -438,15 +437,17 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
             points_seen += int(batch['points'].shape[0])
             micro += 1
             sync = micro % accum == 0
-            ctx = net.no_sync() if (info.distributed and not sync) else _nullcontext()
+            ctx = net.no_sync() if (info.distributed and not sync) else contextlib.nullcontext()
             with ctx:
                 with torch.autocast('cuda', dtype=torch.float16, enabled=use_amp):
                     outputs = net(batch)
                     losses = criterion(outputs, batch)
                 scaler.scale(losses['total'] / accum).backward()
-            values = torch.stack([v.detach().float() for v in losses.values()]).tolist()  # one host sync
-            for k, v in zip(losses, values):
-                sums[k] = sums.get(k, 0.0) + v
+            values = torch.stack([v.detach().float() for v in losses.values()])
+            if sums is None:
+                loss_keys, sums = list(losses), values
+            else:
+                sums += values
             n_sum += 1
             batches_done += 1
             if not sync:
@@ -459,23 +460,25 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             step += 1
-            last_losses = {k: v / max(n_sum, 1) for k, v in sums.items()}
             bar.update(1)
-            bar.set_postfix(loss=f'{last_losses.get("total", float("nan")):.3f}', epoch=epoch)
             if step % int(t['log_interval']) == 0 or step == max_steps:
+                last_losses = _mean_losses(loss_keys, sums, n_sum, last_losses)  # the host sync of the interval
+                bar.set_postfix(loss=f'{last_losses.get("total", float("nan")):.3f}', epoch=epoch)
                 if writer is not None:
                     for k, v in last_losses.items():
                         writer.add_scalar(f'train/{k}', v, step)
                     writer.add_scalar('train/lr', scheduler.get_last_lr()[0], step)
                     dt = max(time.time() - t_log, 1e-9)
                     writer.add_scalar('train/points_per_s', points_seen * info.world_size / dt, step)
-                sums, n_sum, points_seen, t_log = {}, 0, 0, time.time()
+                sums, n_sum, points_seen, t_log = None, 0, 0, time.time()
             if val_set is not None and int(t['val_interval']) and step % int(t['val_interval']) == 0:
                 metrics.update(validate(step))
                 if metrics['val_miou'] > best_miou:
                     best_miou = metrics['val_miou']
+                    last_losses = _mean_losses(loss_keys, sums, n_sum, last_losses)
                     save(out / 'best.pt', step, epoch, batches_done, {**last_losses, **metrics})
             if step % int(t['checkpoint_interval']) == 0 and step < max_steps:
+                last_losses = _mean_losses(loss_keys, sums, n_sum, last_losses)
                 save(ckpt_path, step, epoch, batches_done, {**last_losses, **metrics})
             if step >= max_steps:
                 break
@@ -511,12 +514,14 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
     return summary
 
 
-class _nullcontext:
-    def __enter__(self):
-        return self
+def _mean_losses(keys: list[str], sums, n: int, default: dict[str, float]) -> dict[str, float]:
+    """Host copy of the running loss means: ``keys`` names of the (K,) tensor ``sums`` over ``n`` batches.
 
-    def __exit__(self, *exc):
-        return False
+    One device sync; returns ``default`` when nothing was summed since the last reset.
+    """
+    if sums is None or n == 0:
+        return default
+    return dict(zip(keys, (sums / n).tolist()))
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -71,10 +71,10 @@ def bench_device(device_str: str, repeats: int, scan: np.ndarray, source: str, c
     import torch
 
     from pu_ros.inference.segmenter import Segmenter
+    from pu_ros.networks.checkpoint import save_checkpoint
     from pu_ros.networks.segmentation import SegmentationConfig, Segmentor2DPASS
+    from pu_ros.ops.device import device_name
     from pu_ros.ops.voxelize import in_range_mask, voxelize_multiscale
-    from pu_ros.training.checkpoint import save_checkpoint
-    from pu_ros.training.distributed import device_name
 
     device = torch.device(device_str)
     if checkpoint is None:  # untrained default network, written once to a temporary checkpoint

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pu_ros.training.checkpoint import (
+from pu_ros.networks.checkpoint import (
     CheckpointError,
     export_weights,
     load_checkpoint,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pu_ros import cli
-from pu_ros.training.checkpoint import load_checkpoint
+from pu_ros.networks.checkpoint import load_checkpoint
 from pu_ros.training.distributed import DistInfo, env_world, init_distributed
 
 SPLIT = "train.split={train: {'00': ['000000', '000001', '000002']}}"

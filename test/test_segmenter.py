@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from pu_ros.inference.segmenter import SegmentationResult, Segmenter
+from pu_ros.networks.checkpoint import CheckpointError, export_weights, load_checkpoint, save_checkpoint
 from pu_ros.networks.segmentation import SegmentationConfig, Segmentor2DPASS
-from pu_ros.training.checkpoint import CheckpointError, export_weights, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope='module')

@@ -11,12 +11,11 @@ from pu_ros.data.semantic_dataset import (
     SplitError,
     collate,
     index_frames,
-    normalize_image,
     parse_split,
-    pixels_in_image,
     select_pixel_points,
     transform_points,
 )
+from pu_ros.geometry.projection import normalize_image, pixels_in_image
 from pu_ros.networks.segmentation import SegmentationConfig
 
 CFG = SegmentationConfig(hidden_size=8, image_size=(64, 128))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pu_ros import cli
-from pu_ros.training.checkpoint import load_checkpoint
+from pu_ros.networks.checkpoint import load_checkpoint
 from pu_ros.training.train_segmentation import TrainConfigError, WarmupCosine, load_config
 
 SPLIT = "train.split={train: {'00': ['000000', '000001']}, val: {'00': ['000002']}}"

@@ -75,8 +75,8 @@ def load_segmentor(checkpoint, device, fused: bool = False):
     """
     import torch
 
+    from pu_ros.networks.checkpoint import CheckpointError, load_checkpoint, state_dict_to_float32
     from pu_ros.networks.segmentation import SegmentationConfig, Segmentor2DPASS
-    from pu_ros.training.checkpoint import CheckpointError, load_checkpoint, state_dict_to_float32
 
     ckpt = load_checkpoint(checkpoint)
     try:
@@ -127,7 +127,7 @@ class Segmenter:
             import torch
         except ImportError as exc:  # pragma: no cover
             raise ImportError('Segmenter needs PyTorch and spconv: pip install torch spconv-cu126 (or spconv)') from exc
-        from pu_ros.training.distributed import resolve_device
+        from pu_ros.ops.device import resolve_device
 
         if checkpoint is None:
             from pu_ros.resources import model_path
@@ -146,7 +146,7 @@ class Segmenter:
     def _batch(self, pts: np.ndarray, image, calib):
         import torch
 
-        from pu_ros.data.semantic_dataset import normalize_image, pixels_in_image
+        from pu_ros.geometry.projection import normalize_image, pixels_in_image
 
         dev = self.device
         batch = {

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import datetime as _dt
 import os
 
+from pu_ros.ops.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -61,16 +63,6 @@ def env_world() -> tuple[int, int, int]:
         raise ValueError(f'inconsistent torchrun environment: RANK={rank} WORLD_SIZE={world}')
     return rank, local, world
 
-
-def resolve_device(device: str | None) -> str:
-    """``None``/``'auto'`` -> ``'cuda'`` when available else ``'cpu'``; ``'cuda'`` without CUDA raises ValueError."""
-    import torch
-
-    if device in (None, '', 'auto'):
-        return 'cuda' if torch.cuda.is_available() else 'cpu'
-    if str(device).startswith('cuda') and not torch.cuda.is_available():
-        raise ValueError(f'device {device!r} requested but CUDA is not available (use --device cpu)')
-    return str(device)
 
 
 def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> DistInfo:
@@ -136,23 +128,3 @@ def all_reduce_sum(tensor, info: DistInfo):
         else:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
-
-
-def device_name(device) -> str:
-    """Human-readable name of a torch device: the GPU name, or the CPU model from /proc/cpuinfo."""
-    import platform
-
-    import torch
-
-    device = torch.device(device)
-    if device.type == 'cuda':
-        return torch.cuda.get_device_name(device)
-    try:
-        with open('/proc/cpuinfo') as fh:
-            for line in fh:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-

@@ -212,7 +212,7 @@ def _run(args) -> int:
     from pu_ros.data.labels import LabelMap
     from pu_ros.data.semantic_dataset import SemanticKittiDataset
     from pu_ros.inference.segmenter import load_segmentor
-    from pu_ros.training.distributed import resolve_device
+    from pu_ros.ops.device import resolve_device
     from pu_ros.training.metrics import format_iou_table, majority_class
 
     device = torch.device(resolve_device(args.device))

@@ -21,14 +21,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
-import math
 from pathlib import Path
 import sys
 import time
 
 import numpy as np
+
+from pu_ros.training.common import (  # noqa: F401  (re-exported: tests and callers use them from here)
+    TrainConfigError,
+    WarmupCosine,
+    build_optimizer,
+    read_train_config,
+    validate_optim,
+)
 
 DEFAULT_CONFIG = 'train/segmentation.yaml'
 
@@ -61,25 +67,8 @@ TRAIN_DEFAULTS = {
 }
 
 
-class TrainConfigError(ValueError):
-    """The training configuration file or an override is invalid."""
-
-
-# ------------------------------------------------------------------------------------------------ config
-
-
-def _set_dotted(cfg: dict, dotted: str, value) -> None:
-    keys = dotted.split('.')
-    node = cfg
-    for k in keys[:-1]:
-        if not isinstance(node.get(k), dict):
-            node[k] = {}
-        node = node[k]
-    node[keys[-1]] = value
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    """Read the training YAML and apply ``key.sub=value`` overrides (values parsed as YAML).
+    """Read the segmentation training YAML and apply ``key.sub=value`` overrides (values parsed as YAML).
 
     Args:
         path: YAML file (None: the package's ``config/train/segmentation.yaml``).
@@ -91,119 +80,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     Raises:
         TrainConfigError: unreadable file, unknown train key, malformed override.
     """
-    import yaml
-
-    if path is None:
-        from pu_ros.resources import config_path
-
-        path = config_path(DEFAULT_CONFIG)
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise TrainConfigError(f'cannot read training config {path}: {exc.strerror or exc}') from None
-    except yaml.YAMLError as exc:
-        raise TrainConfigError(f'training config {path} is not valid YAML: {exc}') from None
-    if not isinstance(raw, dict) or set(raw) - {'model', 'train'}:
-        raise TrainConfigError(f'training config {path}: top level must hold only "model" and "train"')
-    cfg = {'model': dict(raw.get('model') or {}), 'train': copy.deepcopy(TRAIN_DEFAULTS)}
-    cfg['train'].update(raw.get('train') or {})
-    for item in overrides or []:
-        key, sep, value = item.partition('=')
-        if not sep or not key.startswith(('model.', 'train.')):
-            raise TrainConfigError(f'override {item!r} must look like train.lr=0.1 or model.hidden_size=32')
-        try:
-            _set_dotted(cfg, key, yaml.safe_load(value))
-        except yaml.YAMLError as exc:
-            raise TrainConfigError(f'override {item!r}: value is not valid YAML ({exc})') from None
-    unknown = sorted(set(cfg['train']) - set(TRAIN_DEFAULTS))
-    if unknown:
-        raise TrainConfigError(f'unknown train key(s) {unknown} in {path}; known: {sorted(TRAIN_DEFAULTS)}')
+    cfg = read_train_config(path or DEFAULT_CONFIG, TRAIN_DEFAULTS, overrides)
     t = cfg['train']
-    if t['optimizer'] not in ('sgd', 'adamw'):
-        raise TrainConfigError(f'train.optimizer must be sgd or adamw, got {t["optimizer"]!r}')
-    if t['schedule'] not in ('cosine', 'constant'):
-        raise TrainConfigError(f'train.schedule must be cosine or constant, got {t["schedule"]!r}')
-    for key in ('batch_size', 'grad_accum', 'max_steps'):
-        if int(t[key]) < 1:
-            raise TrainConfigError(f'train.{key} must be >= 1, got {t[key]}')
+    validate_optim(t)
     recal = t['bn_recalibration'] or {}
     if not isinstance(recal, dict) or set(recal) - {'split', 'scans'}:
         raise TrainConfigError(f'train.bn_recalibration must be {{split: ..., scans: N}}, got {recal!r}')
     t['bn_recalibration'] = {'split': recal.get('split'), 'scans': int(recal.get('scans') or 0)}
     return cfg
-
-
-# ------------------------------------------------------------------------------------------------ schedule
-
-
-class WarmupCosine:
-    """Per-step learning rate: linear warm-up from 0, then cosine decay to ``min_lr`` at ``total_steps``.
-
-    The state is the step count alone (plus the base lrs), so ``state_dict()`` is a plain dict.
-    """
-
-    def __init__(self, optimizer, total_steps: int, warmup_steps: int = 0, min_lr: float = 0.0,
-                 cosine: bool = True):
-        """Set every group's lr for step 0."""
-        self.optimizer = optimizer
-        self.total_steps = max(1, int(total_steps))
-        self.warmup_steps = max(0, int(warmup_steps))
-        self.min_lr = float(min_lr)
-        self.cosine = bool(cosine)
-        self.base_lrs = [float(g['lr']) for g in optimizer.param_groups]
-        self.step_count = 0
-        self._apply()
-
-    def factor_lr(self, base: float, step: int) -> float:
-        """Learning rate at ``step`` for a group whose peak is ``base``."""
-        if self.warmup_steps and step < self.warmup_steps:
-            return base * (step + 1) / self.warmup_steps
-        if not self.cosine:
-            return base
-        span = max(1, self.total_steps - self.warmup_steps)
-        t = min(1.0, (step - self.warmup_steps) / span)
-        return self.min_lr + 0.5 * (base - self.min_lr) * (1.0 + math.cos(math.pi * t))
-
-    def _apply(self):
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group['lr'] = self.factor_lr(base, self.step_count)
-
-    def step(self) -> None:
-        """Advance one optimizer step."""
-        self.step_count += 1
-        self._apply()
-
-    def get_last_lr(self) -> list[float]:
-        """Current lr of every group."""
-        return [float(g['lr']) for g in self.optimizer.param_groups]
-
-    def state_dict(self) -> dict:
-        """Plain dict: step count and base lrs."""
-        return {'step_count': self.step_count, 'base_lrs': list(self.base_lrs)}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore the step count (the total and warm-up come from the current config)."""
-        self.step_count = int(state['step_count'])
-        self.base_lrs = [float(v) for v in state.get('base_lrs', self.base_lrs)]
-        self._apply()
-
-
-def build_optimizer(model, t: dict):
-    """SGD or AdamW over the model's trainable parameters (no weight decay on biases and norm weights)."""
-    import torch
-
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name.endswith('.bias') else decay).append(p)
-    groups = [{'params': decay, 'weight_decay': float(t['weight_decay'])},
-              {'params': no_decay, 'weight_decay': 0.0}]
-    if t['optimizer'] == 'sgd':
-        return torch.optim.SGD(groups, lr=float(t['lr']), momentum=float(t['momentum']),
-                               nesterov=bool(t['nesterov']) and float(t['momentum']) > 0)
-    return torch.optim.AdamW(groups, lr=float(t['lr']), betas=tuple(float(b) for b in t['betas']))
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -282,10 +166,11 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
     from torch.utils.data import DataLoader
 
     from pu_ros.data.semantic_dataset import SemanticKittiDataset, batch_to_device, collate
+    from pu_ros.networks import checkpoint as ckpt_io
     from pu_ros.networks.losses import SegmentationLoss
     from pu_ros.networks.segmentation import SegmentationConfig, Segmentor2DPASS
-    from pu_ros.training import checkpoint as ckpt_io
-    from pu_ros.training.distributed import all_reduce_sum, barrier, cleanup, device_name, init_distributed
+    from pu_ros.ops.device import device_name
+    from pu_ros.training.distributed import all_reduce_sum, barrier, cleanup, init_distributed
 
     t = cfg['train']
     info = init_distributed(device)

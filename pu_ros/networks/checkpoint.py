@@ -223,18 +223,18 @@ def state_dict_to_float32(state_dict: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pu_ros.training.checkpoint SRC DST [--keep-prefix P ...] [--fp16]``: export inference weights.
+    """``python -m pu_ros.networks.checkpoint SRC DST [--keep-prefix P ...] [--fp16]``: export inference weights.
 
     Example (the packaged 3D-only segmentation model)::
 
-        python -m pu_ros.training.checkpoint runs/seg/last.pt models/segmentation_2dpass_3d.pt
+        python -m pu_ros.networks.checkpoint runs/seg/last.pt models/segmentation_2dpass_3d.pt
             --keep-prefix backbone_3d. --fp16 --branches 3d
     """
     import argparse
     import sys
 
     torch = _torch()
-    parser = argparse.ArgumentParser(prog='python -m pu_ros.training.checkpoint',
+    parser = argparse.ArgumentParser(prog='python -m pu_ros.networks.checkpoint',
                                      description='export inference weights from a training checkpoint')
     parser.add_argument('src', help='training checkpoint')
     parser.add_argument('dst', help='output file')

@@ -1,0 +1,110 @@
+"""k-nearest neighbours and farthest point sampling in torch: the one kNN and the one FPS of the package.
+
+Both run on whatever device their inputs live on (CUDA or CPU), batched, with no host round trip. Shapes follow
+pytorch3d's conventions: B batches, N reference points, M query points, D coordinates (usually 3).
+
+The slow, obvious twins used to check them live in ``test/test_neighbors.py``.
+"""
+
+from __future__ import annotations
+
+#: Upper bound on the temporary (B, chunk, N) distance block of :func:`knn_points`, in elements (~256 MiB fp32).
+KNN_BLOCK_ELEMENTS = 64 * 1024 * 1024
+
+
+def knn_points(query, ref, k: int, *, block_elements: int = KNN_BLOCK_ELEMENTS):
+    """The ``k`` nearest ``ref`` points of every ``query`` point (brute force, exact, chunked over the queries).
+
+    Distances are computed with a matrix product on coordinates centred on the reference cloud's mean (cheap and
+    well conditioned for LiDAR scans tens of metres from the origin), then the ``k`` selected ones are recomputed
+    exactly from coordinate differences, so returned distances carry no cancellation error.
+
+    Args:
+        query: (B, M, D) or (M, D) float tensor.
+        ref: (B, N, D) or (N, D) float tensor on the same device, ``N >= k``.
+        k: neighbours per query point.
+        block_elements: cap on B·chunk·N, bounding peak memory whatever M and N.
+
+    Returns:
+        ``(dist2, idx)``: (B, M, k) squared Euclidean distances, ascending, and (B, M, k) int64 indices into ``ref``
+        (without the batch dimension when the inputs had none).
+
+    Raises:
+        ValueError: mismatched shapes or ``k`` outside ``1..N``.
+    """
+    import torch
+
+    squeeze = query.dim() == 2
+    if squeeze:
+        query, ref = query[None], ref[None]
+    if query.dim() != 3 or ref.dim() != 3 or query.shape[0] != ref.shape[0] or query.shape[2] != ref.shape[2]:
+        raise ValueError(f'knn_points: query (B, M, D) and ref (B, N, D) expected, got {tuple(query.shape)} and '
+                         f'{tuple(ref.shape)}')
+    b, m, _ = query.shape
+    n = ref.shape[1]
+    if not 1 <= k <= n:
+        raise ValueError(f'knn_points: k={k} must be in 1..{n} (reference points)')
+    centre = ref.mean(dim=1, keepdim=True)
+    q_c, r_c = query - centre, ref - centre
+    r_sq = (r_c * r_c).sum(-1)  # (B, N)
+    chunk = max(1, min(m, int(block_elements) // max(1, b * n)))
+    dists, idxs = [], []
+    for s in range(0, m, chunk):
+        q = q_c[:, s:s + chunk]
+        d = r_sq[:, None, :] - 2.0 * torch.bmm(q, r_c.transpose(1, 2))  # |q|^2 left out: same for the whole row
+        idx = d.topk(k, dim=2, largest=False, sorted=True).indices  # (B, c, k)
+        nb = torch.gather(r_c, 1, idx.reshape(b, -1, 1).expand(-1, -1, r_c.shape[2])).reshape(b, q.shape[1], k, -1)
+        exact = ((nb - q[:, :, None, :]) ** 2).sum(-1)
+        exact, order = exact.sort(dim=2)
+        dists.append(exact)
+        idxs.append(torch.gather(idx, 2, order))
+    dist2, idx = torch.cat(dists, 1), torch.cat(idxs, 1)
+    return (dist2[0], idx[0]) if squeeze else (dist2, idx)
+
+
+def farthest_point_sample(points, m: int, *, selected=None):
+    """Farthest point sampling: ``m`` indices, each the point farthest from all chosen before it.
+
+    Args:
+        points: (B, N, D) or (N, D) float tensor.
+        m: number of indices to return per batch, ``1 <= m <= N``.
+        selected: optional (B, S) or (S,) int64 indices already chosen (``S <= m``, duplicates allowed only if
+            the caller accepts them in the output). They come first in the result and the sampling continues from
+            them (completion of a partial sample, as SampleNet's inference needs). Without it the first index
+            is 0, as in the reference implementations.
+
+    Returns:
+        (B, m) int64 indices into ``points`` ((m,) without a batch dimension).
+
+    Raises:
+        ValueError: ``m`` outside ``1..N`` or ``selected`` longer than ``m``.
+    """
+    import torch
+
+    squeeze = points.dim() == 2
+    if squeeze:
+        points = points[None]
+        if selected is not None:
+            selected = selected[None]
+    b, n, _ = points.shape
+    if not 1 <= m <= n:
+        raise ValueError(f'farthest_point_sample: m={m} must be in 1..{n}')
+    out = torch.empty(b, m, dtype=torch.int64, device=points.device)
+    ar = torch.arange(b, device=points.device)
+    if selected is None or selected.shape[1] == 0:
+        out[:, 0] = 0
+        start = 1
+        dist = ((points - points[:, :1]) ** 2).sum(-1)
+    else:
+        s = selected.shape[1]
+        if s > m:
+            raise ValueError(f'farthest_point_sample: {s} pre-selected indices but m={m}')
+        out[:, :s] = selected
+        start = s
+        seeds = torch.gather(points, 1, selected[:, :, None].expand(-1, -1, points.shape[2]))
+        dist = knn_points(points, seeds, 1)[0][..., 0]  # (B, N): squared distance to the nearest chosen point
+    for i in range(start, m):
+        nxt = dist.argmax(dim=1)
+        out[:, i] = nxt
+        dist = torch.minimum(dist, ((points - points[ar, nxt][:, None]) ** 2).sum(-1))
+    return out[0] if squeeze else out

@@ -5,11 +5,11 @@ Importing this package loads neither torch nor spconv; they load when an inferen
 
 from __future__ import annotations
 
-__all__ = ['SegmentationResult', 'Segmenter']
+__all__ = ['SegmentationResult', 'Segmenter', 'SegmenterConfig']
 
 
 def __getattr__(name):
-    if name in ('Segmenter', 'SegmentationResult'):
+    if name in ('Segmenter', 'SegmentationResult', 'SegmenterConfig'):
         from pu_ros.inference import segmenter
 
         return getattr(segmenter, name)

@@ -15,12 +15,42 @@ cast back to float32 before use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 DEFAULT_MODEL = 'segmentation_2dpass_3d.pt'
+DEFAULT_FUSED_MODEL = 'segmentation_2dpass_fused.pt'
+
+
+@dataclass
+class SegmenterConfig:
+    """Settings of a :class:`Segmenter` (section ``segmentation`` of the ROS parameters and YAML files)."""
+
+    checkpoint: str = field(default='', metadata={
+        'help': "checkpoint file; '' = models/segmentation_2dpass_3d.pt (models/segmentation_2dpass_fused.pt "
+                'when fused)'})
+    device: str = field(default='auto', metadata={'help': 'torch device: auto (cuda when present, else cpu)',
+                                                  'choices': ('auto', 'cpu', 'cuda')})
+    fused: bool = field(default=False, metadata={
+        'help': 'use the camera image through the fused 2D+3D head (needs a checkpoint with the 2D branch)'})
+
+    def checkpoint_path(self) -> Path:
+        """The checkpoint file to load: ``checkpoint`` or the packaged default for the mode.
+
+        Raises:
+            FileNotFoundError: the packaged default is missing.
+        """
+        if self.checkpoint:
+            return Path(self.checkpoint)
+        from pu_ros.resources import model_path
+
+        return model_path(DEFAULT_FUSED_MODEL if self.fused else DEFAULT_MODEL)
+
+    def build(self) -> Segmenter:
+        """A :class:`Segmenter` with these settings (see its constructor for what it raises)."""
+        return Segmenter(self.checkpoint_path(), device=self.device, fused=self.fused)
 
 
 @dataclass

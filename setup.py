@@ -11,6 +11,9 @@ PACKAGE = 'pu_ros'
 NODES = {
     'player_node': 'pu_ros.ros.player_node:main',
     'echo_node': 'pu_ros.ros.echo_node:main',
+    'segmentation_node': 'pu_ros.ros.segmentation_node:main',
+    'sampler_node': 'pu_ros.ros.sampler_node:main',
+    'upsampler_node': 'pu_ros.ros.upsampler_node:main',
 }
 
 

@@ -6,12 +6,15 @@ Needs a sourced ROS 2 installation (``launch`` and ``launch_ros`` have no PyPI w
     ros2 launch pu_ros replay.launch.py bag:=/data/kitti00_bag rate:=1.0 loop:=true publish_clock:=true
 
 Parameters come from ``config/player.yaml`` (``params_file:=`` picks another file); the launch arguments below
-override it. For best-effort subscribers of ~2 MB clouds on one machine, export
+override it. When the player exits the launch ends; a player error (missing bag: status 2) makes
+``ros2 launch`` exit non-zero. For best-effort subscribers of ~2 MB clouds on one machine, export
 ``FASTDDS_DEFAULT_PROFILES_FILE=$(ros2 pkg prefix pu_ros)/share/pu_ros/config/fastdds_profile.xml`` first.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -51,4 +54,12 @@ def generate_launch_description():
             },
         ],
     )
-    return LaunchDescription([*args, player])
+    return LaunchDescription([*args, player,
+                              RegisterEventHandler(OnProcessExit(target_action=player, on_exit=_player_exited))])
+
+
+def _player_exited(event, context):
+    """The player is the launch: end with it; an error of its own (a missing bag: status 2) fails the launch."""
+    if event.returncode in (0, -2, -15) or getattr(context, 'is_shutdown', False):
+        return [EmitEvent(event=Shutdown(reason='bag player finished'))]
+    raise RuntimeError(f'bag player exited with status {event.returncode}')

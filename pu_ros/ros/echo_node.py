@@ -482,28 +482,22 @@ class EchoSession:
 
 
 def main(args=None) -> int:
-    """``ros2 run pu_ros echo_node [--ros-args -p topics:=[...] -p count:=10 -p reliable:=true]``."""
-    rclpy.init(args=args)
-    try:
-        try:
-            node = KittiEcho(on_record=lambda rec: print(message_line(rec), flush=True))
-        except SETUP_ERRORS as exc:
-            print(f'echo_node: error: {exc}', file=sys.stderr)
-            return 2
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        try:
-            if node.count:
-                executor.spin_until_future_complete(node.finished)
-            else:
-                executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        print(format_summary(node.records), flush=True)
-        node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
-    return 0
+    """``ros2 run pu_ros echo_node [--ros-args -p topics:=[...] -p count:=10 -p reliable:=true]``.
+
+    ``--help`` prints usage without listening; SIGINT/SIGTERM (once or more) print the summary and exit 0;
+    reaching ``count`` exits 0; bad parameters exit 2 (see :func:`pu_ros.ros.process.node_main`).
+    """
+    from pu_ros.ros.process import node_main
+
+    params = ('  topics (string array): topics to subscribe, TOPIC or TOPIC:pkg/msg/Type; empty: the three KITTI '
+              'topics\n  reliable (bool, false): reliable subscriptions instead of best effort\n'
+              '  count (int, 0): stop after this many messages in total (0: never)\n'
+              '  depth (int, 10): subscription queue depth')
+    return node_main(lambda: KittiEcho(on_record=lambda rec: print(message_line(rec), flush=True)),
+                     prog='echo_node', description=__doc__, parameters=params, argv=args,
+                     finished=lambda node: 0 if node.finished.done() else None,
+                     on_exit=lambda node: print(format_summary(node.records) if node.records
+                                                else 'no message received', flush=True))
 
 
 def add_arguments(parser) -> None:

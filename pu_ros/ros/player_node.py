@@ -525,20 +525,20 @@ def spin_player(player: BagPlayer, executor=None) -> int:
 
 
 def main(args=None) -> int:
-    """``ros2 run pu_ros player_node --ros-args -p bag:=PATH [-p rate:=2.0] ...``."""
-    rclpy.init(args=args)
-    code = 1
-    try:
-        try:
-            player = BagPlayer()
-        except SETUP_ERRORS as exc:
-            print(f'player_node: error: {exc}', file=sys.stderr)
-            return 2
-        code = spin_player(player)
-        player.destroy_node()
-    finally:
-        rclpy.try_shutdown()
-    return code
+    """``ros2 run pu_ros player_node --ros-args -p bag:=PATH [-p rate:=2.0] ...``.
+
+    Exit codes: 0 played to the end or stopped by SIGINT/SIGTERM (once or more); 1 playback failed; 2 bad
+    parameters or a missing/corrupt bag (one line on stderr). ``--help`` prints usage without starting ROS.
+    """
+    from pu_ros.ros.process import node_main
+
+    def finished(player):
+        if not player.finished.done():
+            return None
+        return 1 if player.finished.exception() is not None else 0
+
+    return node_main(BagPlayer, prog='player_node', description=__doc__, argv=args, finished=finished,
+                     parameters='  see config/player.yaml (every key is a parameter, with its meaning)')
 
 
 def add_arguments(parser) -> None:

@@ -59,7 +59,14 @@ def parameter_table(sections: dict) -> str:
 
 
 def print_help(prog: str, description: str, parameters: str) -> None:
-    """Usage of a node executable on stdout."""
+    """Usage of a node executable on stdout (a closed pipe, as in ``--help | head``, is not an error)."""
+    try:
+        _print_help(prog, description, parameters)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+
+
+def _print_help(prog: str, description: str, parameters: str) -> None:
     print(f'usage: ros2 run pu_ros {prog} [-h] [--ros-args [-p NAME:=VALUE ...] [--params-file FILE] '
           f'[-r FROM:=TO ...]]\n\n{description.strip()}\n\nparameters:\n{parameters}\n\n'
           'Signals: SIGINT/SIGTERM stop the node cleanly (exit 0); bad start-up parameters exit 2.')

@@ -49,7 +49,7 @@ class SegmentationNode(StageNode):
     """
 
     EXECUTABLE = 'segmentation_node'
-    NODE_NAME = 'segmentation'
+    NODE_NAME = 'segmentation_node'
 
     def __init__(self, settings: dict | None = None, *, segmenter=None, **kwargs):
         """Build the segmenter, publishers and subscriptions."""
@@ -76,6 +76,7 @@ class SegmentationNode(StageNode):
         self._unmatched_reported = 0
         if getattr(self.segmenter, 'fused', False):
             self._setup_fusion()
+        self.get_logger().info(f'ready: {self.segmenter!r}; labelled clouds on {self.pub_points.topic_name}')
 
     # ------------------------------------------------------------------ set-up
     def _build(self, cfg):

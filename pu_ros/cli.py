@@ -16,6 +16,7 @@ COMMANDS = [
     (('kitti-to-bag',), 'pu_ros.data.kitti_to_bag', 'convert a KITTI odometry/object/raw folder to a rosbag2'),
     (('play',), 'pu_ros.ros.player_node', 'replay a rosbag2 over ROS 2 (rclpy) in real time'),
     (('echo',), 'pu_ros.ros.echo_node', 'subscribe to the KITTI topics and summarise what arrives'),
+    (('pipeline',), 'pu_ros.pipeline', 'run the ROS 2 pipeline in one process on a bag (default: synthetic data)'),
     (('demo',), 'pu_ros.demo', 'run the main job on the embedded default data'),
     (('train', 'segmentation'), 'pu_ros.training.train_segmentation', 'train the 2DPASS-style segmentation network'),
     (('eval', 'segmentation'), 'pu_ros.training.eval_segmentation', 'evaluate a segmentation checkpoint'),

@@ -1,4 +1,9 @@
-"""``pu-ros demo``: the replay job end to end on embedded (synthetic) data, over real DDS.
+"""``pu-ros demo``: the main job on embedded data, i.e. ``pu-ros pipeline`` with its defaults (``make demo``).
+
+Without options it is exactly ``pu-ros pipeline`` (a fresh synthetic sequence through the segmentation node in one
+process; ``output/``, renders and ``summary.json`` in ``./pipeline_out``) and takes the same options.
+
+``pu-ros demo --replay-check`` runs the transport check instead (the demo of earlier versions):
 
 1. generate a synthetic KITTI-like sequence (:mod:`pu_ros.data.synthetic`, odometry layout with labels and
    ``image_2``),
@@ -26,19 +31,21 @@ import time
 
 
 def add_arguments(parser) -> None:
-    """Arguments of ``pu-ros demo``."""
-    parser.add_argument('--frames', type=int, default=10, metavar='N', help='synthetic scans to generate (10 Hz)')
-    parser.add_argument('--seed', type=int, default=0, metavar='S', help='scene seed (default 0)')
-    parser.add_argument('--workdir', type=Path, default=None, metavar='DIR',
-                        help='keep the sequence and the bag in DIR (default: a temporary folder, removed at the end)')
-    parser.add_argument('--rate', type=float, default=1.0, metavar='R', help='playback speed factor (default 1.0)')
-    parser.add_argument('--azimuth-steps', type=int, default=2000, metavar='N',
-                        help='LiDAR azimuth steps per turn (2000: ~120k points like an HDL-64E)')
-    parser.add_argument('--best-effort', action='store_true',
-                        help='subscribe with the best-effort sensor QoS the pipeline uses (may drop frames under '
-                             'load; the default is reliable because the verdict counts every message)')
-    parser.add_argument('--timeout', type=float, default=120.0, metavar='S',
-                        help='give up receiving after S seconds (default 120)')
+    """Arguments of ``pu-ros demo``: those of ``pu-ros pipeline`` plus the replay check's."""
+    from pu_ros import pipeline
+
+    pipeline.add_arguments(parser)
+    check = parser.add_argument_group('replay check (uses --frames, --seed, --rate, --azimuth-steps too)')
+    check.add_argument('--replay-check', action='store_true',
+                       help='instead of the pipeline: replay a synthetic bag with `pu-ros play` in a subprocess and '
+                            'check that every message arrives intact over DDS')
+    check.add_argument('--workdir', type=Path, default=None, metavar='DIR',
+                       help='keep the sequence and the bag in DIR (default: a temporary folder, removed at the end)')
+    check.add_argument('--best-effort', action='store_true',
+                       help='subscribe with the best-effort sensor QoS the pipeline uses (may drop frames under '
+                            'load; the default is reliable because the verdict counts every message)')
+    check.add_argument('--timeout', type=float, default=120.0, metavar='S',
+                       help='give up receiving after S seconds (default 120)')
 
 
 def _say(text: str) -> None:
@@ -84,9 +91,18 @@ def _source_checksums(seq_dir: Path) -> list[str]:
 
 
 def run(args) -> int:
-    """Run the demo; 0 when every scan, label set, image and camera_info arrived intact."""
+    """``pu-ros pipeline`` (see :mod:`pu_ros.pipeline`), or the replay check with ``--replay-check``."""
+    if not args.replay_check:
+        from pu_ros import pipeline
+
+        return pipeline.run(args)
+    return replay_check(args)
+
+
+def replay_check(args) -> int:
+    """Run the replay check; 0 when every scan, label set, image and camera_info arrived intact."""
     if args.frames < 1 or args.rate <= 0 or args.timeout <= 0:
-        print('pu-ros demo: error: --frames must be >= 1, --rate and --timeout > 0', file=sys.stderr)
+        print('pu-ros demo --replay-check: error: --frames must be >= 1, --rate and --timeout > 0', file=sys.stderr)
         return 2
     env = _ros_environment()
     from tqdm import tqdm
@@ -101,8 +117,8 @@ def run(args) -> int:
     seq_dir, bag_dir = workdir / 'sequence', workdir / 'kitti.bag'
     player = None
     try:
-        _say(f'pu-ros demo: {args.frames} synthetic frames, seed {args.seed}, replay rate {args.rate:g}, '
-             f'work folder {workdir}')
+        _say(f'pu-ros demo --replay-check: {args.frames} synthetic frames, seed {args.seed}, '
+             f'replay rate {args.rate:g}, work folder {workdir}')
         _say('  DDS: ' + ', '.join(f'{k}={v}' for k, v in env.items()))
 
         _say('[1/5] generating the synthetic KITTI-like sequence ...')

@@ -1,4 +1,7 @@
-"""``pu-ros demo`` end to end on a small synthetic sequence: generate, convert, replay over DDS, verify."""
+"""``pu-ros demo --replay-check`` end to end on a small synthetic sequence: generate, convert, replay over DDS, verify.
+
+(``pu-ros demo`` without ``--replay-check`` is ``pu-ros pipeline``: see test/test_pipeline_runner.py.)
+"""
 
 import os
 from pathlib import Path
@@ -15,7 +18,8 @@ pytestmark = pytest.mark.ros
 def _demo(tmp_path, *extra, timeout=90):
     env = dict(os.environ)
     env['PYTHONPATH'] = str(ROOT) + os.pathsep + env.get('PYTHONPATH', '')
-    cmd = [sys.executable, '-m', 'pu_ros.cli', 'demo', '--workdir', str(tmp_path / 'work'), *map(str, extra)]
+    cmd = [sys.executable, '-m', 'pu_ros.cli', 'demo', '--replay-check', '--workdir', str(tmp_path / 'work'),
+           *map(str, extra)]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 

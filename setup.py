@@ -8,12 +8,12 @@ from setuptools import find_packages, setup
 PACKAGE = 'pu_ros'
 
 # ROS executables (``ros2 run pu_ros <name>``) and the one ``pu-ros`` command line.
-NODES = {
-    'player_node': 'pu_ros.ros.player_node:main',
-    'echo_node': 'pu_ros.ros.echo_node:main',
-    'segmentation_node': 'pu_ros.ros.segmentation_node:main',
-    'sampler_node': 'pu_ros.ros.sampler_node:main',
-    'upsampler_node': 'pu_ros.ros.upsampler_node:main',
+NODES = {  # pu_ros.ros.launcher catches SIGINT/SIGTERM before the node module's imports
+    'player_node': 'pu_ros.ros.launcher:player_node',
+    'echo_node': 'pu_ros.ros.launcher:echo_node',
+    'segmentation_node': 'pu_ros.ros.launcher:segmentation_node',
+    'sampler_node': 'pu_ros.ros.launcher:sampler_node',
+    'upsampler_node': 'pu_ros.ros.launcher:upsampler_node',
 }
 
 

@@ -123,6 +123,8 @@ class ParameterSections:
                     raise ValueError(f'parameter {name}: {reason}')
                 kwargs[f.name] = value
             self.values[section] = cls(**kwargs)
+        report = getattr(node, 'report_error', None)
+        self._report = report if callable(report) else node.get_logger().error
         if hasattr(node, 'add_pre_set_parameters_callback'):
             node.add_pre_set_parameters_callback(self._log_bad)
         node.add_on_set_parameters_callback(self._on_set)
@@ -150,7 +152,7 @@ class ParameterSections:
         for p in params:
             reason = self._reason(p)
             if reason:
-                self.node.get_logger().error(f'rejected: {reason}')
+                self._report(f'rejected: {reason}')
         return params
 
     def _on_set(self, params) -> SetParametersResult:
@@ -159,7 +161,7 @@ class ParameterSections:
             reason = self._reason(p)
             if reason:
                 if not hasattr(self.node, 'add_pre_set_parameters_callback'):
-                    self.node.get_logger().error(f'rejected: {reason}')
+                    self._report(f'rejected: {reason}')
                 return SetParametersResult(successful=False, reason=reason)
             if p.name in self._fields:
                 section, f = self._fields[p.name]
@@ -174,7 +176,7 @@ class ParameterSections:
                 self.on_change(new)
             except (ValueError, OSError) as exc:
                 reason = f'parameter {", ".join(p.name for p in params)}: {exc}'
-                self.node.get_logger().error(f'rejected: {reason}')
+                self._report(f'rejected: {reason}')
                 return SetParametersResult(successful=False, reason=reason)
         self.values.update(new)
         return SetParametersResult(successful=True)

@@ -107,8 +107,11 @@ class StopFlag:
     """SIGINT/SIGTERM handlers that only record the signal (any number of times)."""
 
     def __init__(self):
-        """Install the handlers (restored by :meth:`restore`)."""
-        self.signals: list[int] = []
+        """Install the handlers (restored by :meth:`restore`); signals the launcher caught early count too."""
+        from pu_ros.ros.launcher import EARLY_SIGNALS
+
+        self.signals: list[int] = list(EARLY_SIGNALS)
+        EARLY_SIGNALS.clear()
         self._previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._handle)
@@ -146,8 +149,10 @@ def node_main(make_node, *, prog: str, description: str, parameters: str = '', a
     if '-h' in own or '--help' in own:
         print_help(prog, description, parameters)
         return 0
-    die_with_parent()
     stop = StopFlag()
+    die_with_parent()
+    if stop:
+        return 0  # stopped before the node existed (a signal during the imports)
     code = 0
     node = executor = None
     try:

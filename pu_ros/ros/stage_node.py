@@ -54,7 +54,7 @@ class StageNode(Node):
     Attributes:
         params: :class:`~pu_ros.ros.node_params.ParameterSections` (``node.params['sampler'].ratio``).
         monitor: :class:`~pu_ros.ros.diagnostics.NodeMonitor` (per-stage timings, counters, diagnostics).
-        errors: the last 100 error lines (bad frames, rejected parameters are logged by the helper).
+        errors: the last 100 error lines (bad frames and rejected parameter sets).
         outputs: publishers whose subscribers make the node work.
     """
 

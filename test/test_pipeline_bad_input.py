@@ -220,3 +220,50 @@ def test_fused_without_a_2d_checkpoint_says_so_once_and_runs_lidar_only(graph, t
     node = graph.add(SegmentationNode, {'segmentation.fused': True, 'segmentation.device': 'cpu',
                                         'segmentation.checkpoint': str(model_path('segmentation_2dpass_3d.pt'))})
     assert node.segmenter.fused is False and node._sync is None
+
+
+def test_diagnostics_levels_debug_topics_and_no_work_without_subscribers(graph):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import Float64
+
+    from pu_ros.ros.segmentation_node import SegmentationNode
+
+    fake = FakeSegmenter()
+    node = graph.add(SegmentationNode, {'diagnostics.error_after': 2, 'diagnostics.period': 0.2,
+                                        'diagnostics.latency_budget_ms': 5000.0},
+                     remaps=[('~/input/points', RAW), ('~/output/points', OUT)], segmenter=fake)
+    pub = graph.publisher(PointCloud2, RAW)
+    assert graph.spin_until(lambda: pub.get_subscription_count() > 0)
+    pub.publish(_cloud(_scan(100)[0]))  # nobody listens to the outputs yet: skipped, the model is not run
+    assert graph.spin_until(lambda: node.monitor.frames_skipped == 1)
+    assert fake.calls == []
+    diags = graph.subscribe(DiagnosticArray, '/diagnostics')
+    processing = graph.subscribe(Float64, '/segmentation_node/debug/processing_time_ms')
+    out = graph.subscribe(PointCloud2, OUT)
+    graph.connect(pub)
+
+    def level_after(action):
+        action()
+        n = len(diags)
+        assert graph.spin_until(lambda: len(diags) > n + 1)
+        return diags[-1].status[0]
+
+    import time as _time
+
+    fresh = lambda: _time.time_ns()  # noqa: E731
+    status = level_after(lambda: _good_roundtrip(graph, pub, out, fresh()))
+    assert status.level == DiagnosticStatus.OK, status.message
+    assert processing and processing[-1].data > 0
+    status = level_after(lambda: _good_roundtrip(graph, pub, out, fresh() - 60 * 10**9))  # a minute late
+    assert status.level == DiagnosticStatus.WARN and 'budget' in status.message
+    bad = _cloud(np.zeros((0, 4), np.float32), stamp=fresh())
+    status = level_after(lambda: [pub.publish(bad), graph.spin_for(0.3)])
+    assert status.level == DiagnosticStatus.WARN and 'empty cloud' in status.message
+    status = level_after(lambda: [pub.publish(_cloud(np.zeros((0, 4), np.float32), stamp=fresh())),
+                                  graph.spin_for(0.3)])
+    assert status.level == DiagnosticStatus.ERROR and '2 consecutive' in status.message
+    values = {kv.key: kv.value for kv in status.values}
+    assert values['frames_failed'] == '2' and values['frames_skipped_no_subscriber'] == '1'
+    status = level_after(lambda: _good_roundtrip(graph, pub, out, fresh()))
+    assert status.level == DiagnosticStatus.OK

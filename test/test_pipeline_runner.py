@@ -224,6 +224,10 @@ def test_soak_five_minutes_at_10hz_bounded_memory_and_latency(seq00, tmp_path):
     finally:
         torch.set_num_threads(threads)
     mon = result.monitor
+    e2e_all = np.array([ms for _, ms in mon.end_to_end])
+    print(f'soak: {result.frames_in} in, {result.frames_out} labelled in {result.wall_s:.0f} s; end to end '
+          f'p50 {np.median(e2e_all):.0f} p90 {np.percentile(e2e_all, 90):.0f} max {e2e_all.max():.0f} ms; RSS '
+          + ' '.join(f'{t:.0f}s:{m:.0f}' for t, m in result.rss_mb[::12]) + ' MiB')  # shown with pytest -s / -rP
     assert result.frames_in >= 0.9 * 300 * 10  # fed at 10 Hz
     assert result.frames_out >= 300  # labelled at >= 1 Hz on average
     assert not mon.errors

@@ -187,13 +187,13 @@ def _find_publisher(node, suffix: str):
     return None
 
 
-def run_pipeline(options: RunnerOptions, on_progress: Callable[[RunResult | None, int, int], None] | None = None,
+def run_pipeline(options: RunnerOptions, on_progress: Callable[[int, int], None] | None = None,
                  context=None) -> RunResult:
     """Play ``options.bag`` through the enabled stages and measure; see the module docstring.
 
     Args:
         options: :class:`RunnerOptions`.
-        on_progress: called about 10 times a second with ``(None, clouds published, labelled clouds received)``.
+        on_progress: called about 10 times a second with ``(clouds published, labelled clouds received)``.
         context: an initialised rclpy context to use (default: a new one, initialised with the parameter file
             and shut down at the end).
 
@@ -237,6 +237,8 @@ def run_pipeline(options: RunnerOptions, on_progress: Callable[[RunResult | None
                 remaps += ['-r', f'~/input/original_points:={topics["points"]}']
             try:
                 nodes[stage] = classes[stage](values, context=context, cli_args=['--ros-args', *remaps])
+            except ImportError as exc:
+                raise PipelineError(f'the {stage} stage is not available in this version ({exc})') from None
             except (ValueError, TypeError, OSError) as exc:
                 raise PipelineError(f'{name}: {exc}') from None
 
@@ -337,7 +339,7 @@ def _spin(options, executor, player, monitor, points_topic, on_progress, rss, t0
             rss.append((now - t0, rss_mib()))
             last_rss = now
         if on_progress is not None and now - last_progress >= 0.1:
-            on_progress(None, player.published.get(points_topic, 0), monitor.received(monitor.output_topic))
+            on_progress(player.published.get(points_topic, 0), monitor.received(monitor.output_topic))
             last_progress = now
         if fed_until is None:
             if started is None and player.published.get(points_topic, 0) > 0:

@@ -74,6 +74,9 @@ def test_help_prints_usage_and_starts_nothing(exe):
     res = subprocess.run(_cmd(exe, '--help'), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(f'usage: ros2 run pu_ros {exe}') and 'Signals:' in res.stdout
+    param = {'player_node': 'rate (default 1.0 [0.01, 100.0])', 'echo_node': 'depth (default 10 [1, 10000])',
+             'segmentation_node': 'segmentation.checkpoint', 'sampler_node': 'sampler.', 'upsampler_node': 'upsampler.'}
+    assert param[exe] in res.stdout or 'is not importable' in res.stdout, res.stdout
     assert '[INFO]' not in res.stderr + res.stdout and 'listening' not in res.stderr  # no node was created
     assert 'Traceback' not in res.stderr
 

@@ -391,3 +391,26 @@ def test_sensor_qos_publisher_reaches_best_effort_subscriber(synthetic_bag, echo
     stamps = _stamps(session)
     assert stamps and stamps == sorted(stamps)
     assert set(stamps) <= {info['start_ns'] + i * PERIOD_NS for i in range(FRAMES)}
+
+
+def test_player_parameters_come_from_the_shared_dataclass_and_refuse_runtime_changes(synthetic_bag):
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.parameter import Parameter
+
+    from pu_ros.ros.node_config import PlayerConfig
+    from pu_ros.ros.player_node import BagPlayer
+
+    ctx = Context()
+    rclpy.init(args=[], context=ctx)
+    try:
+        node = BagPlayer({'bag': str(synthetic_bag[0]), 'rate': 2.0}, context=ctx)
+        assert node.params[''] == PlayerConfig(bag=str(synthetic_bag[0]), rate=2.0)
+        assert node.describe_parameter('rate').floating_point_range[0].from_value == 0.01
+        result = node.set_parameters([Parameter('rate', value=3.0)])[0]
+        assert not result.successful and 'read-only' in result.reason
+        node.destroy_node()
+        with pytest.raises(ValueError, match='qos'):
+            BagPlayer({'bag': str(synthetic_bag[0]), 'qos': 'fast'}, context=ctx)
+    finally:
+        rclpy.try_shutdown(context=ctx)

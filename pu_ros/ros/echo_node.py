@@ -26,7 +26,6 @@ import time
 import numpy as np
 
 try:
-    from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, ParameterType
     import rclpy
     from rclpy.context import Context
     from rclpy.exceptions import NameValidationException, ParameterException, ParameterUninitializedException
@@ -325,17 +324,11 @@ class KittiEcho(Node):
         overrides += [_to_parameter(k, v) for k, v in (settings or {}).items()
                       if not (isinstance(v, (list, tuple)) and not v)]
         super().__init__(node_name, parameter_overrides=overrides, **kwargs)
-        d = self.declare_parameter
-        d('topics', Parameter.Type.STRING_ARRAY, ParameterDescriptor(
-            description='topics to subscribe (TOPIC or TOPIC:pkg/msg/Type); empty: the three KITTI topics',
-            type=ParameterType.PARAMETER_STRING_ARRAY))
-        d('reliable', False, ParameterDescriptor(description='reliable subscriptions instead of best-effort sensor '
-                                                             'QoS', type=ParameterType.PARAMETER_BOOL))
-        d('count', 0, ParameterDescriptor(description='stop after this many messages in total (0: never)',
-                                          type=ParameterType.PARAMETER_INTEGER,
-                                          integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)]))
-        d('depth', 10, ParameterDescriptor(description='subscription queue depth', type=ParameterType.PARAMETER_INTEGER,
-                                           integer_range=[IntegerRange(from_value=1, to_value=10000, step=1)]))
+        from pu_ros.ros.node_config import EchoConfig
+        from pu_ros.ros.node_params import ParameterSections
+
+        # Subscriptions are made once: runtime changes are refused, not ignored.
+        self.params = ParameterSections(self, {'': EchoConfig}, read_only=['topics', 'reliable', 'count', 'depth'])
         try:
             topics = [str(t) for t in self.get_parameter('topics').value if str(t)]
         except ParameterUninitializedException:
@@ -487,12 +480,10 @@ def main(args=None) -> int:
     ``--help`` prints usage without listening; SIGINT/SIGTERM (once or more) print the summary and exit 0;
     reaching ``count`` exits 0; bad parameters exit 2 (see :func:`pu_ros.ros.process.node_main`).
     """
-    from pu_ros.ros.process import node_main
+    from pu_ros.ros.node_config import EchoConfig
+    from pu_ros.ros.process import node_main, parameter_table
 
-    params = ('  topics (string array): topics to subscribe, TOPIC or TOPIC:pkg/msg/Type; empty: the three KITTI '
-              'topics\n  reliable (bool, false): reliable subscriptions instead of best effort\n'
-              '  count (int, 0): stop after this many messages in total (0: never)\n'
-              '  depth (int, 10): subscription queue depth')
+    params = parameter_table({'': EchoConfig})
     return node_main(lambda: KittiEcho(on_record=lambda rec: print(message_line(rec), flush=True)),
                      prog='echo_node', description=__doc__, parameters=params, argv=args,
                      finished=lambda node: 0 if node.finished.done() else None,

@@ -4,7 +4,8 @@ This module imports neither rclpy nor torch, so the launch/YAML checks run witho
 
 Every field carries ``metadata={'help': ..., 'range': (lo, hi)}`` (numbers) or ``{'help': ..., 'choices': (...)}``
 (strings) or just ``{'help': ...}``; the ROS parameter of field ``f`` of section ``s`` is ``s.f``, the YAML key is
-the same dotted name. The inference sections (``segmentation``, ``sampler``, ``upsampler``) come from the config
+the same dotted name (section ``''``: no prefix, used by the player and echo nodes). The inference sections
+(``segmentation``, ``sampler``, ``upsampler``) come from the config
 dataclasses of :mod:`pu_ros.inference`; the node-only sections are defined here.
 """
 
@@ -60,6 +61,46 @@ class EvaluationConfig:
         'help': 'accumulate a confusion matrix when input clouds carry a label field (raw SemanticKITTI ids)'})
 
 
+@dataclass
+class PlayerConfig:
+    """Parameters of ``player_node`` (no section prefix: ``bag``, ``rate``...; also ``config/player.yaml``)."""
+
+    bag: str = field(default='', metadata={'help': 'rosbag2 folder (or .mcap/.db3 file) to play'})
+    rate: float = field(default=1.0, metadata={'help': 'playback speed factor (2.0 = twice real time)',
+                                               'range': (0.01, 100.0)})
+    loop: bool = field(default=False, metadata={'help': 'start again at the end of the bag'})
+    start_offset: float = field(default=0.0, metadata={'help': 'seconds of the bag to skip at the start',
+                                                       'range': (0.0, 1e6)})
+    publish_clock: bool = field(default=False, metadata={
+        'help': 'publish the bag time on /clock (for use_sim_time nodes)'})
+    clock_frequency: float = field(default=40.0, metadata={'help': '/clock messages per second between bag messages',
+                                                           'range': (1.0, 1000.0)})
+    qos: str = field(default='reliable', metadata={
+        'help': 'publisher QoS of data topics: reliable (matches every subscriber) or sensor (best effort)',
+        'choices': ('reliable', 'sensor')})
+    topics: list = field(default_factory=list, metadata={'help': 'bag topics to play (empty: all)', 'item': str})
+    remap: list = field(default_factory=list, metadata={'help': 'topic renames OLD:=NEW', 'item': str})
+    wait_for_subscribers: float = field(default=0.0, metadata={
+        'help': 'wait up to this many seconds until every played topic has a subscriber (0: start at once)',
+        'range': (0.0, 3600.0)})
+    linger: float = field(default=1.0, metadata={
+        'help': 'at the end, wait up to this many seconds for reliable subscribers to acknowledge',
+        'range': (0.0, 60.0)})
+
+
+@dataclass
+class EchoConfig:
+    """Parameters of ``echo_node`` (no section prefix)."""
+
+    topics: list = field(default_factory=list, metadata={
+        'help': 'topics to subscribe (TOPIC or TOPIC:pkg/msg/Type); empty: the three KITTI topics', 'item': str})
+    reliable: bool = field(default=False, metadata={
+        'help': 'reliable subscriptions instead of best-effort sensor QoS'})
+    count: int = field(default=0, metadata={'help': 'stop after this many messages in total (0: never)',
+                                            'range': (0, 2**31 - 1)})
+    depth: int = field(default=10, metadata={'help': 'subscription queue depth', 'range': (1, 10000)})
+
+
 def _inference(module: str, name: str):
     def load():
         return getattr(importlib.import_module(f'pu_ros.inference.{module}'), name)
@@ -102,10 +143,15 @@ def field_default(f):
 
 
 def dotted_defaults(section: str, cls) -> dict:
-    """``{'section.field': default}`` of a config dataclass."""
+    """``{'section.field': default}`` of a config dataclass (``{'field': default}`` for section ``''``)."""
     if not is_dataclass(cls):
         raise TypeError(f'{cls!r} is not a dataclass')
-    return {f'{section}.{f.name}': field_default(f) for f in fields(cls)}
+    return {dotted(section, f.name): field_default(f) for f in fields(cls)}
+
+
+def dotted(section: str, name: str) -> str:
+    """ROS parameter name of field ``name`` of ``section`` (no prefix for the section ``''``)."""
+    return f'{section}.{name}' if section else name
 
 
 def check_value(f, value) -> str | None:

@@ -27,7 +27,7 @@ from rcl_interfaces.msg import (
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
-from pu_ros.ros.node_config import check_value, field_default
+from pu_ros.ros.node_config import check_value, dotted, field_default
 
 _ARRAY_TYPES = {float: ParameterType.PARAMETER_DOUBLE_ARRAY, int: ParameterType.PARAMETER_INTEGER_ARRAY,
                 str: ParameterType.PARAMETER_STRING_ARRAY, bool: ParameterType.PARAMETER_BOOL_ARRAY}
@@ -104,7 +104,7 @@ class ParameterSections:
         for section, cls in self.classes.items():
             kwargs = {}
             for f in fields(cls):
-                name = f'{section}.{f.name}'
+                name = dotted(section, f.name)
                 self._fields[name] = (section, f)
                 default = field_default(f)
                 desc = descriptor_for(f, read_only=name in read_only)

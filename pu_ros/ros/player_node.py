@@ -30,14 +30,13 @@ Parameters (also in ``config/player.yaml``): ``bag``, ``rate``, ``loop``, ``star
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 import importlib
 from pathlib import Path
 import sys
 import time
 
 try:
-    from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, ParameterType
     import rclpy
     from rclpy.clock import Clock, ClockType
     from rclpy.duration import Duration
@@ -171,10 +170,6 @@ def qos_for(mode: str, latched: bool, depth: int = 10) -> QoSProfile:
 # ------------------------------------------------------------------------------------------------- node
 
 
-def _descriptor(description: str, ptype: int, **extra) -> ParameterDescriptor:
-    return ParameterDescriptor(description=description, type=ptype, **extra)
-
-
 class BagPlayer(Node):
     """Publishes the messages of a rosbag2 in (scaled) real time.
 
@@ -264,34 +259,12 @@ class BagPlayer(Node):
 
     # ------------------------------------------------------------------ set-up
     def _declare_parameters(self) -> None:
-        d = self.declare_parameter
-        d('bag', '', _descriptor('rosbag2 folder (or .mcap/.db3 file) to play', ParameterType.PARAMETER_STRING,
-                                 read_only=True))
-        d('rate', 1.0, _descriptor('playback speed factor (2.0 = twice real time)', ParameterType.PARAMETER_DOUBLE,
-                                   floating_point_range=[FloatingPointRange(from_value=0.01, to_value=100.0)]))
-        d('loop', False, _descriptor('start again at the end of the bag', ParameterType.PARAMETER_BOOL))
-        d('start_offset', 0.0, _descriptor('seconds of the bag to skip at the start', ParameterType.PARAMETER_DOUBLE,
-                                           floating_point_range=[FloatingPointRange(from_value=0.0, to_value=1e6)]))
-        d('publish_clock', False, _descriptor('publish the bag time on /clock (for use_sim_time nodes)',
-                                              ParameterType.PARAMETER_BOOL))
-        d('clock_frequency', 40.0, _descriptor('/clock messages per second between bag messages',
-                                               ParameterType.PARAMETER_DOUBLE,
-                                               floating_point_range=[FloatingPointRange(from_value=1.0,
-                                                                                        to_value=1000.0)]))
-        d('qos', 'reliable', _descriptor('publisher QoS of data topics: reliable (matches every subscriber) or '
-                                         'sensor (best effort)', ParameterType.PARAMETER_STRING,
-                                         additional_constraints='one of: reliable, sensor'))
-        d('topics', Parameter.Type.STRING_ARRAY, _descriptor('bag topics to play (empty: all)',
-                                                             ParameterType.PARAMETER_STRING_ARRAY))
-        d('remap', Parameter.Type.STRING_ARRAY, _descriptor('topic renames OLD:=NEW',
-                                                            ParameterType.PARAMETER_STRING_ARRAY))
-        d('wait_for_subscribers', 0.0, _descriptor('wait up to this many seconds until every played topic has a '
-                                                   'subscriber (0: start at once)', ParameterType.PARAMETER_DOUBLE,
-                                                   floating_point_range=[FloatingPointRange(from_value=0.0,
-                                                                                            to_value=3600.0)]))
-        d('linger', 1.0, _descriptor('at the end, wait up to this many seconds for reliable subscribers to '
-                                     'acknowledge', ParameterType.PARAMETER_DOUBLE,
-                                     floating_point_range=[FloatingPointRange(from_value=0.0, to_value=60.0)]))
+        from pu_ros.ros.node_config import PlayerConfig
+        from pu_ros.ros.node_params import ParameterSections
+
+        # The bag, pacing and topics are fixed once playback is set up: runtime changes are refused, not ignored.
+        self.params = ParameterSections(self, {'': PlayerConfig},
+                                        read_only=[f.name for f in fields(PlayerConfig)])
 
     def _string_list(self, name: str) -> list[str]:
         try:
@@ -537,8 +510,11 @@ def main(args=None) -> int:
             return None
         return 1 if player.finished.exception() is not None else 0
 
+    from pu_ros.ros.node_config import PlayerConfig
+    from pu_ros.ros.process import parameter_table
+
     return node_main(BagPlayer, prog='player_node', description=__doc__, argv=args, finished=finished,
-                     parameters='  see config/player.yaml (every key is a parameter, with its meaning)')
+                     parameters=parameter_table({'': PlayerConfig}))
 
 
 def add_arguments(parser) -> None:

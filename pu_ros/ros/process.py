@@ -43,7 +43,7 @@ def parameter_table(sections: dict) -> str:
     """Text table of the parameters of ``{section: dataclass}``: name, default, range/choices, help."""
     from dataclasses import fields
 
-    from pu_ros.ros.node_config import field_default
+    from pu_ros.ros.node_config import dotted, field_default
 
     lines = []
     for section, cls in sections.items():
@@ -54,7 +54,8 @@ def parameter_table(sections: dict) -> str:
                 extra = f' [{meta["range"][0]}, {meta["range"][1]}]'
             elif 'choices' in meta:
                 extra = ' {' + ', '.join(map(str, meta['choices'])) + '}'
-            lines.append(f'  {section}.{f.name} (default {field_default(f)!r}{extra})\n      {meta.get("help", "")}')
+            name = dotted(section, f.name)
+            lines.append(f'  {name} (default {field_default(f)!r}{extra})\n      {meta.get("help", "")}')
     return '\n'.join(lines)
 
 

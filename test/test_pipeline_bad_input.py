@@ -267,3 +267,22 @@ def test_diagnostics_levels_debug_topics_and_no_work_without_subscribers(graph):
     assert values['frames_failed'] == '2' and values['frames_skipped_no_subscriber'] == '1'
     status = level_after(lambda: _good_roundtrip(graph, pub, out, fresh()))
     assert status.level == DiagnosticStatus.OK
+
+
+def test_resampled_cloud_without_its_original_is_reported(graph):
+    from sensor_msgs.msg import PointCloud2
+
+    from pu_ros.ros.segmentation_node import SegmentationNode
+
+    node = graph.add(SegmentationNode, {'resample.use_original': True},
+                     remaps=[('~/input/points', RAW), ('~/input/original_points', '/t/nobody'),
+                             ('~/output/points', OUT)], segmenter=FakeSegmenter())
+    out = graph.subscribe(PointCloud2, OUT)
+    pub = graph.publisher(PointCloud2, RAW)
+    graph.connect(pub)
+    pts = _scan(200)[0]
+    pub.publish(_cloud(pts, stamp=1))
+    graph.spin_for(0.3)
+    assert not node.errors  # the first one waits for its original
+    _expect_one_error(graph, node, out, lambda: pub.publish(_cloud(pts, stamp=2)), 'found no original cloud')
+    assert '/t/nobody' in node.errors[-1] and node.monitor.drops.dropped == 1

@@ -119,7 +119,11 @@ class SegmentationNode(StageNode):
             old = self.params['segmentation']
             if new['segmentation'].fused != old.fused:
                 raise ValueError('segmentation.fused can only be set at start-up')
-            self.segmenter = self._build(new['segmentation'])
+            segmenter = self._build(new['segmentation'])
+            if segmenter.fused != (self._sync is not None):
+                raise ValueError('this checkpoint needs a different camera set-up than the node started with; '
+                                 'restart the node to change between fused and LiDAR-only')
+            self.segmenter = segmenter
 
     # ------------------------------------------------------------------ callbacks
     def _on_original(self, msg: PointCloud2) -> None:
@@ -160,6 +164,10 @@ class SegmentationNode(StageNode):
         if self.params['resample'].use_original:
             original = self._originals.pop(stamp_to_ns(msg.header.stamp), None)
             if original is None:
+                if self._pending is not None:  # the previous one never found its original: say so, drop it
+                    self.report_error(f'a resampled cloud found no original cloud with its stamp on '
+                                      f'{self.resolve_topic_name("~/input/original_points")}; dropped')
+                    self.monitor.drops.dropped += 1
                 self._pending = msg
                 return None
         pts = cloud_to_xyzi(msg)

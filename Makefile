@@ -72,6 +72,7 @@ lint: venv
 bench: venv
 	$(BIN)/python bench/conversions.py
 	$(BIN)/python bench/segmentation.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf build install log .pytest_cache .ruff_cache

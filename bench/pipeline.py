@@ -103,7 +103,8 @@ def bench_config(bag: Path, stages: tuple[str, ...], device: str, rate: float, b
     for s in stages:
         node_total = (result.node_stats.get(s, {}).get('stages') or {}).get('total') or {}
         stage_rec[s] = {'latency_ms': _stat(mon.stage_ms[s]),
-                        'node_ms': {k: round(float(node_total[k]), 1) for k in ('n', 'p50', 'max') if k in node_total}
+                        'node_ms': {k: (int(node_total[k]) if k == 'n' else round(float(node_total[k]), 1))
+                                    for k in ('n', 'p50', 'max') if k in node_total}
                         or None}
     median = float(np.median(e2e)) if e2e else None
     return {
@@ -152,7 +153,7 @@ def main(argv=None) -> int:
             if device == 'cuda' and not torch.cuda.is_available():
                 _emit({'what': 'pipeline', 'device': 'cuda', 'skipped': 'no CUDA device'})
                 continue
-            label = device_name(device) + (f', {torch.get_num_threads()} threads' if device == 'cpu' else '')
+            label = device_name(device) + (f', {torch.get_num_threads()} thread(s)' if device == 'cpu' else '')
             baseline = direct_ms(device, _scans(bag, args.frames))
             for stages in CONFIGS:
                 _emit(bench_config(bag, stages, device, args.rate, baseline, label))

@@ -5,7 +5,7 @@ in one process, without a ROS installation (rclpy from the PyPI wheels is enough
 :mod:`pu_ros.ros.pipeline_runner` for how. Writes to ``--out DIR``:
 
 - ``output/``: a rosbag2 (MCAP: ``output/output.mcap`` opens in Foxglove) with the labelled clouds
-  (``/pu_ros/labeled/points``: x, y, z, intensity, label, rgb) and the bag's ``/tf_static``;
+  (``/pu_ros/labelled_points``: x, y, z, intensity, label, rgb) and the bag's ``/tf_static``;
 - ``render_XXXXXX.png``: every ``--render-every`` labelled frames, a bird's-eye view and the camera overlay coloured
   by class;
 - ``summary.json``: frames in / out / dropped, per-stage and end-to-end latency percentiles, device, live mIoU and
@@ -95,6 +95,12 @@ def latency_stats(values) -> dict | None:
     return out
 
 
+def _torch_threads() -> int | None:
+    if 'torch' not in sys.modules:
+        return None
+    return int(sys.modules['torch'].get_num_threads())
+
+
 def build_summary(result, stages: tuple[str, ...], label_names) -> dict:
     """The ``summary.json`` dict of a :class:`pu_ros.ros.pipeline_runner.RunResult`."""
     mon = result.monitor
@@ -111,6 +117,7 @@ def build_summary(result, stages: tuple[str, ...], label_names) -> dict:
             'frames_in': mon.received(inp),
             'frames_out': mon.received(out),
             'latency_ms': latency_stats(mon.stage_ms[stage]),
+            'processing_ms': _node_processing(result.node_stats.get(stage, {})),
         }
     miou = per_class = None
     if mon.confusion is not None:
@@ -126,6 +133,7 @@ def build_summary(result, stages: tuple[str, ...], label_names) -> dict:
         'stages': stage_info,
         'end_to_end_ms': latency_stats(ms for _, ms in mon.end_to_end),
         'device': result.device,
+        'cpu_threads': _torch_threads(),
         'miou': miou,
         'per_class_iou': per_class,
         'miou_frames': mon.gt_frames,
@@ -135,6 +143,15 @@ def build_summary(result, stages: tuple[str, ...], label_names) -> dict:
         'wall_s': round(result.wall_s, 2),
         'problems': dict(mon.errors),
     }
+
+
+def _node_processing(stats: dict) -> dict | None:
+    """The node's own callback time (``node.monitor`` 'total' stage), rounded like :func:`latency_stats`."""
+    total = (stats.get('stages') or {}).get('total')
+    if not total or not total.get('n'):
+        return None
+    return {k: (int(total[k]) if k == 'n' else round(float(total[k]), 2)) for k in ('n', 'p50', 'p90', 'p99', 'max')
+            if k in total}
 
 
 def _calibration_lookup(bag: Path, topics: dict):
@@ -206,12 +223,15 @@ def format_summary(summary: dict) -> str:
 
     lines = [
         f'frames: {summary["frames_in"]} in, {summary["frames_out"]} labelled, {summary["frames_dropped"]} dropped '
-        f'(rate {summary["rate"]:g}); device {summary["device"] or "?"}; {summary["wall_s"]:.1f} s',
+        f'(rate {summary["rate"]:g}); device {summary["device"] or "?"}'
+        + (f', {summary["cpu_threads"]} CPU thread(s)' if summary.get('cpu_threads') else '')
+        + f'; {summary["wall_s"]:.1f} s',
     ]
     for stage, info in summary['stages'].items():
         if info['enabled']:
+            own = info.get('processing_ms')
             lines.append(f'  {stage:12s} {info["frames_in"]:5d} in {info["frames_out"]:5d} out  '
-                         f'{fmt(info["latency_ms"])}')
+                         f'{fmt(info["latency_ms"])}' + (f'  (in the node: p50 {own["p50"]:.1f} ms)' if own else ''))
         else:
             lines.append(f'  {stage:12s} off')
     lines.append(f'  {"end to end":12s} {"":20s}{fmt(summary["end_to_end_ms"])}')

@@ -136,7 +136,7 @@ def test_demo_runs_the_pipeline_on_a_synthetic_sequence(tmp_path):
 
     # output bag: every labelled cloud, same stamps and sizes as its input, with label and rgb
     assert (out / 'output' / 'output.mcap').is_file()
-    labelled = _bag_clouds(out / 'output')['/pu_ros/labeled/points']
+    labelled = _bag_clouds(out / 'output')['/pu_ros/labelled_points']
     inputs = _bag_clouds(out / 'input' / 'kitti.bag')['/kitti/velo/pointcloud']
     assert len(labelled) == summary['frames_out']
     for stamp, cloud in labelled.items():
@@ -164,14 +164,13 @@ def test_pipeline_rejects_bad_arguments(tmp_path):
 def test_pipeline_reports_live_miou_on_real_seq00(seq00, tmp_path):
     """A bag converted from real SemanticKITTI 00: the summary's mIoU is the one on the node's ``~/debug/miou``."""
     bag = tmp_path / 'seq00.bag'
-    res = _cli('kitti-to-bag', seq00, '-o', bag, '--count', 2, '--quiet', timeout=120)
+    res = _cli('kitti-to-bag', seq00, '-o', bag, '--count', 1, '--quiet', timeout=120)
     assert res.returncode == 0, res.stderr
     out = tmp_path / 'out'
-    # 0.1x: one scan every second, so both full scans are labelled even on a slow shared CPU
-    res = _cli('pipeline', '--bag', bag, '--out', out, '--rate', 0.1, '--render-every', 0, '--no-progress')
+    res = _cli('pipeline', '--bag', bag, '--out', out, '--render-every', 0, '--no-progress')
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads((out / 'summary.json').read_text())
-    assert summary['frames_in'] == 2 and summary['frames_out'] >= 1
+    assert summary['frames_in'] == 1 and summary['frames_out'] == 1
     assert summary['miou'] is not None and 0.05 < summary['miou'] <= 1.0
     assert summary['miou_frames'] == summary['frames_out']
     assert summary['miou_debug_topic'] == pytest.approx(summary['miou'], abs=1e-6)

@@ -40,10 +40,11 @@ STAGE_NODES = {
 }
 #: topics between the stages (the same names as in launch/pipeline.launch.py)
 STAGE_OUTPUT = {
-    'sampler': '/pu_ros/sampled/points',
-    'upsampler': '/pu_ros/upsampled/points',
-    'segmentation': '/pu_ros/labeled/points',
+    'sampler': '/pu_ros/sampled_points',
+    'upsampler': '/pu_ros/dense_points',
+    'segmentation': '/pu_ros/labelled_points',
 }
+LABELLED_RESAMPLED = '/pu_ros/labelled_resampled_points'
 CLOUD_TYPE = 'sensor_msgs/msg/PointCloud2'
 
 
@@ -234,7 +235,8 @@ def run_pipeline(options: RunnerOptions, on_progress: Callable[[int, int], None]
                 values.setdefault('segmentation.fused', True)
             if stage == 'segmentation' and len(stages) > 1:  # label the original cloud, not the resampled one
                 values.setdefault('resample.use_original', True)
-                remaps += ['-r', f'~/input/original_points:={topics["points"]}']
+                remaps += ['-r', f'~/input/original_points:={topics["points"]}',
+                           '-r', f'~/output/resampled_points:={LABELLED_RESAMPLED}']
             try:
                 nodes[stage] = classes[stage](values, context=context, cli_args=['--ros-args', *remaps])
             except ImportError as exc:

@@ -155,3 +155,8 @@ def test_colcon_build(tmp_path):
     res = subprocess.run([sys.executable, str(prefix / 'lib' / 'pu_ros' / 'pu-ros'), '--help'],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert res.returncode == 0 and 'kitti-to-bag' in res.stdout, res.stderr
+    # The node executables start as `ros2 run` starts them: the installed script itself (shebang + entry point).
+    for script in _console_scripts():
+        res = subprocess.run([str(prefix / 'lib' / 'pu_ros' / script), '--help'], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, timeout=120)
+        assert res.returncode == 0 and res.stdout.startswith(f'usage: ros2 run pu_ros {script}'), res.stderr

@@ -122,12 +122,15 @@ def test_player_stops_cleanly_on_a_double_sigint(tmp_path):
 
 @pytest.mark.slow
 def test_segmentation_node_stops_cleanly_while_spinning_and_while_loading():
-    with Proc(_cmd('segmentation_node', '--ros-args', '-p', 'segmentation.device:=cpu')) as p:
+    import torch
+
+    with Proc(_cmd('segmentation_node')) as p:  # device auto: CUDA when present, else the CPU with one warning
         assert p.wait_for('ready:', 120), p.output
         p.proc.send_signal(signal.SIGINT)
         p.proc.send_signal(signal.SIGTERM)
         code, out = p.finish()
     assert code == 0 and 'Traceback' not in out, out
+    assert out.count('CUDA is not available') == (0 if torch.cuda.is_available() else 1), out
     with Proc(_cmd('segmentation_node', '--ros-args', '-p', 'segmentation.device:=cpu')) as p:
         time.sleep(1.0)  # still importing torch / loading the model
         p.proc.send_signal(signal.SIGTERM)

@@ -40,22 +40,25 @@ def add_arguments(parser) -> None:
     parser.add_argument('--upsampler', action='store_true', help='enable the PU-Flow upsampling stage')
     parser.add_argument('--fused', action='store_true', help='camera-fused segmentation (needs image topics)')
     parser.add_argument('--rate', type=float, default=1.0, metavar='R',
-                        help='playback speed factor (1.0 = the recording\'s rate, 10 Hz for KITTI)')
+                        help='playback speed factor (default %(default)s; 1.0 = the recording\'s rate, 10 Hz '
+                             'for KITTI)')
     parser.add_argument('--config', type=Path, default=None, metavar='YAML',
                         help='node parameter file (default: config/pipeline.yaml of the package)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default=None,
                         help='override the device parameter of every stage')
     parser.add_argument('--threads', type=int, default=0, metavar='T',
-                        help='torch CPU threads (default 0: torch\'s choice); 1 is much faster on a loaded CPU')
+                        help='torch CPU threads (default %(default)s; 0: torch\'s choice); 1 is much faster on a '
+                             'loaded CPU')
     parser.add_argument('--duration', type=float, default=None, metavar='S',
                         help='loop the bag for S seconds instead of playing it once')
     parser.add_argument('--render-every', type=int, default=5, metavar='N',
-                        help='write a PNG every N labelled frames (default 5; 0: none)')
+                        help='write a PNG every N labelled frames (default %(default)s; 0: none)')
     parser.add_argument('--max-renders', type=int, default=8, metavar='N', help='at most N PNGs (default 8)')
     parser.add_argument('--no-bag', action='store_true', help='do not write output/ (the labelled clouds)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     synth = parser.add_argument_group('synthetic input (without --bag)')
-    synth.add_argument('--frames', type=int, default=20, metavar='N', help='scans to generate (default 20, 10 Hz)')
+    synth.add_argument('--frames', type=int, default=20, metavar='N',
+                       help='scans to generate (default %(default)s, 10 Hz)')
     synth.add_argument('--beams', type=int, default=16, metavar='N', help='LiDAR beams (default 16; KITTI: 64)')
     synth.add_argument('--azimuth-steps', type=int, default=1024, metavar='N',
                        help='azimuth steps per turn (default 1024; KITTI: ~2000)')
@@ -269,8 +272,8 @@ def _synthetic_bag(args, input_dir: Path) -> Path:
 
 
 def _check_args(args) -> str | None:
-    if args.rate <= 0:
-        return f'--rate must be > 0, got {args.rate:g}'
+    if not 0.01 <= args.rate <= 100.0:
+        return f'--rate must be in 0.01..100 (the bag player\'s range), got {args.rate:g}'
     if args.duration is not None and args.duration <= 0:
         return '--duration must be > 0'
     if args.bag is None and (args.frames < 1 or not 2 <= args.beams <= 512):

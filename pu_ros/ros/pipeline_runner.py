@@ -29,7 +29,7 @@ from rclpy.parameter import Parameter
 
 from pu_ros.data import bag as bagio
 from pu_ros.ros.pipeline_monitor import PipelineMonitor
-from pu_ros.ros.player_node import BagPlayer
+from pu_ros.ros.player_node import SETUP_ERRORS, BagPlayer
 
 STAGE_ORDER = ('sampler', 'upsampler', 'segmentation')
 #: stage -> (module, class, node name = the section of config/pipeline.yaml)
@@ -241,7 +241,7 @@ def run_pipeline(options: RunnerOptions, on_progress: Callable[[int, int], None]
                 nodes[stage] = classes[stage](values, context=context, cli_args=['--ros-args', *remaps])
             except ImportError as exc:
                 raise PipelineError(f'the {stage} stage is not available in this version ({exc})') from None
-            except (ValueError, TypeError, OSError) as exc:
+            except (*SETUP_ERRORS, TypeError) as exc:
                 raise PipelineError(f'{name}: {exc}') from None
 
         miou_pub = _find_publisher(nodes['segmentation'], '/debug/miou')
@@ -266,9 +266,12 @@ def run_pipeline(options: RunnerOptions, on_progress: Callable[[int, int], None]
         played = [topics['points']] + ([topics['image'], topics['camera_info']] if options.fused else [])
         played += [topics['tf_static']] if topics['tf_static'] else []
         played = [t for t in played if t]
-        player = BagPlayer({'bag': str(options.bag), 'rate': float(options.rate),
-                            'loop': options.duration_s is not None, 'topics': played,
-                            'wait_for_subscribers': float(options.wait_s), 'linger': 0.0}, context=context)
+        try:
+            player = BagPlayer({'bag': str(options.bag), 'rate': float(options.rate),
+                                'loop': options.duration_s is not None, 'topics': played,
+                                'wait_for_subscribers': float(options.wait_s), 'linger': 0.0}, context=context)
+        except SETUP_ERRORS as exc:
+            raise PipelineError(f'bag player: {exc}') from None
         player_executor = SingleThreadedExecutor(context=context)
         player_executor.add_node(player)
         thread = threading.Thread(target=_spin_quietly, args=(player_executor,), name='bag_player', daemon=True)

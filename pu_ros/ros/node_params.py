@@ -29,6 +29,7 @@ from rclpy.parameter import Parameter
 
 from pu_ros.ros.node_config import check_value, dotted, field_default
 
+_WARNED_CPU = False  # the CPU fallback is said once per process (a runner with three stages: one line)
 _ARRAY_TYPES = {float: ParameterType.PARAMETER_DOUBLE_ARRAY, int: ParameterType.PARAMETER_INTEGER_ARRAY,
                 str: ParameterType.PARAMETER_STRING_ARRAY, bool: ParameterType.PARAMETER_BOOL_ARRAY}
 
@@ -183,7 +184,7 @@ class ParameterSections:
 
 
 def pick_device(requested: str, logger) -> str:
-    """Resolve ``'auto'``/``'cpu'``/``'cuda'`` (pu_ros.ops.device) and warn once per call when falling back to CPU.
+    """Resolve ``'auto'``/``'cpu'``/``'cuda'`` (pu_ros.ops.device); warn once per process when falling back to CPU.
 
     Raises:
         ValueError: ``'cuda'`` asked for without CUDA.
@@ -192,5 +193,8 @@ def pick_device(requested: str, logger) -> str:
 
     device = resolve_device(requested)
     if requested in ('', 'auto', None) and device == 'cpu':
-        logger.warning('CUDA is not available: running on the CPU (slower; see the README for GPU timings)')
+        global _WARNED_CPU
+        if not _WARNED_CPU:
+            _WARNED_CPU = True
+            logger.warning('CUDA is not available: running on the CPU (slower; see the README for GPU timings)')
     return device

@@ -68,9 +68,10 @@ class SegmentationNode(StageNode):
         self.outputs = [self.pub_points, self.pub_resampled]
         self._originals: OrderedDict[int, PointCloud2] = OrderedDict()
         self._pending = None
-        self.create_subscription(PointCloud2, '~/input/original_points', self._on_original,
-                                 QoSProfile(depth=self.params['resample'].cache_size,
-                                            reliability=ReliabilityPolicy.BEST_EFFORT))
+        if self.params['resample'].use_original:  # (start-up setting: the subscription exists only then)
+            self.create_subscription(PointCloud2, '~/input/original_points', self._on_original,
+                                     QoSProfile(depth=self.params['resample'].cache_size,
+                                                reliability=ReliabilityPolicy.BEST_EFFORT))
         self.tf = StaticTransforms()
         self._sync = None
         self._unmatched_reported = 0
@@ -115,6 +116,8 @@ class SegmentationNode(StageNode):
 
     def apply_params(self, new: dict) -> None:
         """Runtime changes: a new checkpoint/device is loaded first and refused (kept old) if it fails."""
+        if 'resample' in new and new['resample'].use_original != self.params['resample'].use_original:
+            raise ValueError('resample.use_original can only be set at start-up')
         if 'segmentation' in new:
             old = self.params['segmentation']
             if new['segmentation'].fused != old.fused:

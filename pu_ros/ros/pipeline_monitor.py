@@ -68,7 +68,8 @@ class PipelineMonitor(Node):
         end_to_end: list of ``(publish time of the bag cloud in s, end-to-end latency ms)``.
         confusion: :class:`ConfusionMatrix` (None until a labelled cloud with ground truth arrived).
         gt_frames: labelled clouds that were scored against ground truth.
-        debug_miou: last value received on ``~/debug/miou`` (None if none).
+        debug_miou: last value received on ``~/debug/miou`` (None if none); ``debug_count`` values received.
+        handled: labelled clouds fully handled (timed, written, scored).
         kept: list of dicts ``stamp_ns``, ``points`` (N, 3) float32, ``labels`` (N,) uint8 (learning ids).
         last_activity: monotonic time of the last stage output.
         errors: problems seen (e.g. a labelled cloud whose size differs from its input), each counted once.
@@ -92,6 +93,8 @@ class PipelineMonitor(Node):
         self.confusion: ConfusionMatrix | None = None
         self.gt_frames = 0
         self.debug_miou: float | None = None
+        self.debug_count = 0
+        self.handled = 0
         self.kept: list[dict] = []
         self.errors: dict[str, int] = {}
         self.last_activity = time.monotonic()
@@ -120,6 +123,16 @@ class PipelineMonitor(Node):
 
     def _on_miou(self, msg) -> None:
         self.debug_miou = float(msg.data)
+        self.debug_count += 1
+
+    def settled(self) -> bool:
+        """Whether the monitor has caught up.
+
+        True when every labelled cloud received so far is handled and, if the node publishes ``~/debug/miou``, its
+        value for every scored cloud has arrived.
+        """
+        handled = self.handled == self.counts.get(self.output_topic, 0)
+        return handled and (self.debug_count == 0 or self.debug_count >= self.gt_frames)
 
     def _on_cloud(self, topic: str, raw: bytes, src_ns: int) -> None:
         stamp = raw_stamp_ns(raw)
@@ -145,6 +158,13 @@ class PipelineMonitor(Node):
         _bounded_put(self._gt, stamp, self.label_map.to_learning(arr['label']), 32)
 
     def _on_labelled(self, stamp: int, raw: bytes, src_ns: int) -> None:
+        try:
+            self._score(stamp, raw, src_ns)
+        finally:
+            self.handled += 1
+            self.last_activity = time.monotonic()
+
+    def _score(self, stamp: int, raw: bytes, src_ns: int) -> None:
         self.last_output_stamp = stamp
         sent = self._published.get(self.points_topic, {}).get(stamp)
         if sent is not None:

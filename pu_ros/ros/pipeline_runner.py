@@ -356,10 +356,12 @@ def _spin(options, executor, player, monitor, points_topic, on_progress, rss, t0
                 fed_until = now
             continue
         # draining: the last cloud published came out labelled, or nothing came out for drain_s
-        done = (monitor.received(points_topic) >= player.published.get(points_topic, 0)
+        settled = monitor.settled()
+        done = (settled and monitor.received(points_topic) >= player.published.get(points_topic, 0)
                 and monitor.last_output_stamp is not None
                 and monitor.last_output_stamp == monitor.last_stamp(points_topic))
-        idle = now - max(monitor.last_activity, fed_until) >= options.drain_s
+        quiet = now - max(monitor.last_activity, fed_until)
+        idle = quiet >= options.drain_s and (settled or quiet >= options.drain_s + 10.0)
         if idle or (done and now - monitor.last_activity >= 0.3) or now - fed_until > 600:
             break
     rss.append((time.monotonic() - t0, rss_mib()))

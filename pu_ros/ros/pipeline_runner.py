@@ -263,9 +263,10 @@ def run_pipeline(options: RunnerOptions, on_progress: Callable[[int, int], None]
         monitor_thread = threading.Thread(target=_spin_quietly, args=(monitor_executor,), name='monitor', daemon=True)
         monitor_thread.start()
 
-        played = [topics['points']] + ([topics['image'], topics['camera_info']] if options.fused else [])
+        # camera topics only when a node listens to them (fused mode can fall back to LiDAR-only)
+        listened = {sub.topic_name for node in nodes.values() for sub in getattr(node, 'subscriptions', [])}
+        played = [topics['points']] + [t for t in (topics['image'], topics['camera_info']) if t and t in listened]
         played += [topics['tf_static']] if topics['tf_static'] else []
-        played = [t for t in played if t]
         try:
             player = BagPlayer({'bag': str(options.bag), 'rate': float(options.rate),
                                 'loop': options.duration_s is not None, 'topics': played,

@@ -426,6 +426,8 @@ class BagPlayer(Node):
             return
         if bag_ns is None:
             bag_ns = self._pace.bag_time_ns(self._steady.now().nanoseconds)
+            if self._pending is not None:  # a late data timer (busy CPU): the clock never runs past the next message
+                bag_ns = min(bag_ns, int(self._pending[1]))
         if self._last_clock_ns is not None and bag_ns < self._last_clock_ns:
             bag_ns = self._last_clock_ns  # never backwards within one pass
         self._last_clock_ns = bag_ns

@@ -13,12 +13,13 @@ PKG = Path(__file__).resolve().parents[1] / 'pu_ros'
 
 #: layer -> pu_ros sub-packages it must never import.
 FORBIDDEN = {
-    'ops': {'data', 'networks', 'inference', 'training', 'ros', 'cli', 'demo'},
-    'geometry': {'data', 'networks', 'inference', 'training', 'ros', 'cli', 'demo'},
-    'data': {'networks', 'inference', 'training', 'ros', 'cli', 'demo'},
-    'networks': {'data', 'inference', 'training', 'ros', 'cli', 'demo'},
-    'inference': {'training', 'ros', 'cli', 'demo'},
-    'training': {'ros', 'cli', 'demo'},
+    'ops': {'data', 'networks', 'inference', 'training', 'ros', 'cli', 'demo', 'pipeline'},
+    'geometry': {'data', 'networks', 'inference', 'training', 'ros', 'cli', 'demo', 'pipeline'},
+    'data': {'networks', 'inference', 'training', 'ros', 'cli', 'demo', 'pipeline'},
+    'networks': {'data', 'inference', 'training', 'ros', 'cli', 'demo', 'pipeline'},
+    'inference': {'training', 'ros', 'cli', 'demo', 'pipeline'},
+    'training': {'ros', 'cli', 'demo', 'pipeline'},
+    'ros': {'cli', 'demo', 'pipeline'},
 }
 
 

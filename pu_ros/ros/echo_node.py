@@ -503,7 +503,7 @@ def main(args=None) -> int:
         node.destroy_node()
     finally:
         rclpy.try_shutdown()
-    return 0
+    return 0 if (not node.count or node.finished.done()) else 1  # like `pu-ros echo`: 1 = count not reached
 
 
 def add_arguments(parser) -> None:

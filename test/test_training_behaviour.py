@@ -12,6 +12,7 @@
 """
 
 import math
+from pathlib import Path
 import shutil
 
 import numpy as np
@@ -23,7 +24,7 @@ import yaml
 from pu_ros.networks.checkpoint import load_checkpoint, save_checkpoint
 from pu_ros.networks.segmentation import SegmentationConfig, Segmentor2DPASS
 
-ROOT_CFG = 'config/semantic_kitti.yaml'
+LABEL_YAML = Path(__file__).resolve().parents[1] / 'config' / 'semantic_kitti.yaml'
 SMALL_MODEL = ['model.hidden_size=8', 'model.image_size=[64,128]']
 
 
@@ -59,7 +60,7 @@ def _scalars(out, tag):
 
 
 def _inverse_map():
-    doc = yaml.safe_load(open(ROOT_CFG))
+    doc = yaml.safe_load(LABEL_YAML.read_text())
     return doc['learning_map'], doc['learning_map_inv']
 
 

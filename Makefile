@@ -39,7 +39,7 @@ endif
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv lint bench colcon clean
+.PHONY: demo test test-gpu venv lint bench colcon clean
 
 venv: $(STAMP)
 
@@ -65,6 +65,10 @@ demo: venv
 
 test: venv
 	$(RUN_ISOLATED) $(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+# Only the CUDA tests (marker `gpu`; they skip cleanly without a GPU): one short run on a machine with one.
+test-gpu: venv
+	$(RUN_ISOLATED) $(BIN)/python -m pytest -ra -m gpu $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check pu_ros test bench launch setup.py

@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config, items):
         if 'gpu' in item.keywords:
             if have_gpu is None:
                 have_gpu = _have_cuda()
-            if not have_gpu:
+            if not have_gpu and not os.environ.get('PU_ROS_GPU_DRY_RUN'):  # dry run: see test/test_gpu.py
                 item.add_marker(skip_gpu)
 
 

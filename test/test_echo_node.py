@@ -1,14 +1,22 @@
-"""The echo node under bad input: each malformed message gets one clear error, nothing is lost, the node goes on.
+"""The echo node under bad input, and the exit codes of its entry points.
+
+Under bad input: each malformed message gets one clear error, nothing is lost, the node goes on.
 
 A publisher in the same process (own node, same context) sends malformed clouds and images over DDS, then good
 ones; the echo node must record an error for each bad message, log it, and still convert the good ones intact.
 """
+
+import os
+from pathlib import Path
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.ros
 
+ROOT = Path(__file__).resolve().parents[1]
 POINTS = '/kitti/velo/pointcloud'
 IMAGE = '/kitti/camera_color_left/image_raw'
 
@@ -74,3 +82,71 @@ def test_bad_messages_are_reported_and_good_ones_still_arrive():
         assert np.array_equal(kept[IMAGE]['image'], np.arange(72, dtype=np.uint8).reshape(4, 6, 3))
         echo.executor.remove_node(pub_node)
         pub_node.destroy_node()
+
+
+# ----------------------------------------------------------------------------------------------- entry points
+
+
+def _env():
+    return {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', '')}
+
+
+def _echo_main(topic, count):
+    """``python -m pu_ros.ros.echo_node`` (the ``ros2 run`` entry point) on one reliable PointCloud2 topic."""
+    cmd = [sys.executable, '-m', 'pu_ros.ros.echo_node', '--ros-args', '-p',
+           f"topics:=['{topic}:sensor_msgs/msg/PointCloud2']", '-p', f'count:={count}', '-p', 'reliable:=true']
+    return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_main_exit_code_says_whether_count_was_reached():
+    import signal
+    import time
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+
+    from pu_ros.ros import conversions as cv
+
+    reached = _echo_main('/echo_main/reached', 2)
+    short = _echo_main('/echo_main/short', 5)
+    ctx = Context()
+    rclpy.init(args=[], context=ctx)
+    try:
+        node = rclpy.create_node('echo_main_publisher', context=ctx)
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        pubs = {'reached': node.create_publisher(PointCloud2, '/echo_main/reached', qos),
+                'short': node.create_publisher(PointCloud2, '/echo_main/short', qos)}
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline and not all(p.get_subscription_count() for p in pubs.values()):
+            time.sleep(0.05)
+        assert all(p.get_subscription_count() for p in pubs.values()), 'the echo nodes never subscribed'
+        time.sleep(0.3)
+        msg = cv.xyzi_to_cloud(np.ones((5, 4), np.float32), 'velo_link')
+        for _ in range(3):
+            pubs['reached'].publish(msg)
+        pubs['short'].publish(msg)
+        out_reached, _ = reached.communicate(timeout=20)  # stops by itself after 2 messages
+        time.sleep(0.5)
+        short.send_signal(signal.SIGINT)  # Ctrl-C after 1 of the 5 messages
+        out_short, _ = short.communicate(timeout=20)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+        for proc in (reached, short):
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=10)
+    assert reached.returncode == 0, out_reached
+    assert '/echo_main/reached' in out_reached and 'Traceback' not in out_reached
+    assert short.returncode == 1, out_short
+    assert '/echo_main/short' in out_short and 'Traceback' not in out_short
+
+
+def test_cli_echo_exit_code_when_count_is_not_reached():
+    cmd = [sys.executable, '-m', 'pu_ros.cli', 'echo', '--topics', '/echo_cli/nobody:sensor_msgs/msg/Image',
+           '--count', '3', '--timeout', '1']
+    res = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=30)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert 'no message received' in res.stdout

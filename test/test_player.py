@@ -11,6 +11,7 @@ import py_compile
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 POINTS = '/kitti/velo/pointcloud'
+IMAGE = '/kitti/camera_color_left/image_raw'
 FRAMES = 10
 PERIOD_NS = 100_000_000
 
@@ -296,18 +298,170 @@ def _stamps(echo_session, topic=POINTS):
     return [r['stamp_ns'] for r in echo_session.node.records if r['topic'] == topic]
 
 
+def _publisher_reliability(echo_session, topic):
+    """Reliability policies the publishers of ``topic`` offer, as the ROS graph reports them."""
+    return {i.qos_profile.reliability for i in echo_session.node.get_publishers_info_by_topic(topic)}
+
+
+def _assert_pace(echo_session, rate, topic=POINTS):
+    """Wall time between arrivals is bag time between them / rate, within a generous band.
+
+    The slope is the median over all pairs of messages (Theil-Sen), so one message delayed by a loaded machine
+    does not decide the result.
+    """
+    recs = [r for r in echo_session.node.records if r['topic'] == topic]
+    stamps = np.array([r['stamp_ns'] for r in recs], np.float64)
+    arrivals = np.array([r['received_ns'] for r in recs], np.float64)
+    i, j = np.triu_indices(len(recs), 1)
+    slope = np.median((arrivals[j] - arrivals[i]) / (stamps[j] - stamps[i]))  # wall s per bag s
+    assert 0.5 < slope * rate < 1.7, (rate, slope, np.diff(arrivals) / 1e6)
+
+
+def _clock_listener(echo_session):
+    """List that fills with the /clock times (ns) received by a node added to the session."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+
+    clock_ns = []
+    node = rclpy.create_node('clock_listener', context=echo_session.context)
+    node.create_subscription(Clock, '/clock', lambda m: clock_ns.append(m.clock.sec * 10**9 + m.clock.nanosec),
+                             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    echo_session.executor.add_node(node)
+    return clock_ns
+
+
 def test_play_delivers_every_scan_in_order_and_slow_rate_takes_longer(synthetic_bag, echo):
     bag, info = synthetic_bag
     session = echo({'topics': [POINTS], 'reliable': True, 'depth': 50})
     with Player(bag, '--rate', 0.5, '--wait-for-subscribers', 20, '--topics', POINTS) as player:
+        assert session.spin_until(lambda: len(_stamps(session)) >= 1, timeout=25), player.proc.poll()
+        qos = _publisher_reliability(session, POINTS)  # asked while the player's publisher exists
         assert session.spin_until(lambda: len(_stamps(session)) >= FRAMES, timeout=25), player.proc.poll()
         rc, out = player.wait()
     assert rc == 0, out
+    from rclpy.qos import ReliabilityPolicy
+
+    assert qos == {ReliabilityPolicy.RELIABLE}  # the default matches reliable and best-effort subscribers
     stamps = _stamps(session)
     assert stamps == [info['start_ns'] + i * PERIOD_NS for i in range(FRAMES)]
-    received = [r['received_ns'] for r in session.node.records]
-    # loose sanity only: at rate 0.5 the 0.9 s of bag cannot be sent in much less than 1.8 s
-    assert (received[-1] - received[0]) / 1e9 > 0.9 * 1.8 * 0.8
+    _assert_pace(session, 0.5)
+
+
+@pytest.fixture(scope='module')
+def pace_bag(tmp_path_factory):
+    """40 tiny point clouds 0.1 s apart (4 s of bag: long enough for the pace to show through a loaded machine)."""
+    from pu_ros.data import bag as bagio
+    from pu_ros.ops.cloud_layout import make_structured
+
+    xyz = np.arange(12, dtype=np.float32).reshape(3, 4)
+    cloud = make_structured({k: xyz[:, i] for i, k in enumerate(('x', 'y', 'z', 'intensity'))})
+    path = tmp_path_factory.mktemp('pace') / 'bag'
+    with bagio.BagWriter(path) as bag:
+        bag.add_topic(POINTS, 'sensor_msgs/msg/PointCloud2')
+        for i in range(40):
+            stamp = 1_000_000_000 + i * PERIOD_NS
+            bag.write(POINTS, stamp, bagio.pointcloud2(cloud, stamp, 'velo_link'))
+    return path
+
+
+@pytest.mark.parametrize('rate', [2.0, 4.0])
+def test_fast_rates_are_not_capped(pace_bag, echo, rate):
+    session = echo({'topics': [POINTS], 'reliable': True, 'depth': 100})
+    with Player(pace_bag, '--rate', rate, '--wait-for-subscribers', 20) as player:
+        assert session.spin_until(lambda: len(_stamps(session)) >= 40, timeout=30), player.proc.poll()
+        rc, out = player.wait()
+    assert rc == 0, out
+    assert _stamps(session) == [1_000_000_000 + i * PERIOD_NS for i in range(40)]
+    _assert_pace(session, rate)
+
+
+def test_interrupt_without_loop_exits_130(synthetic_bag, echo):
+    bag, _ = synthetic_bag
+    session = echo({'topics': [POINTS], 'reliable': True, 'depth': 50})
+    with Player(bag, '--rate', 0.5, '--wait-for-subscribers', 20, '--topics', POINTS) as player:
+        assert session.spin_until(lambda: len(_stamps(session)) >= 2, timeout=25), player.proc.poll()
+        player.proc.send_signal(signal.SIGINT)
+        rc, out = player.wait(timeout=10)
+    assert rc == 130, out  # unlike a loop, an interrupted single pass is not a success
+    assert len(_stamps(session)) < FRAMES
+    assert 'Traceback' not in out
+
+
+def test_wait_for_subscribers_times_out_and_plays_anyway(synthetic_bag, echo):
+    bag, info = synthetic_bag
+    session = echo({'topics': [POINTS], 'reliable': True, 'depth': 50})
+    # the image topic never gets a subscriber: the player waits its 2 s, then plays both topics
+    with Player(bag, '--rate', 5, '--wait-for-subscribers', 2, '--topics', POINTS, IMAGE) as player:
+        assert session.spin_until(lambda: session.node.count_publishers(POINTS) > 0, timeout=20)
+        seen_publisher_ns = time.time_ns()
+        assert session.spin_until(lambda: len(_stamps(session)) >= FRAMES, timeout=25), player.proc.poll()
+        rc, out = player.wait()
+    assert rc == 0, out
+    assert _stamps(session) == [info['start_ns'] + i * PERIOD_NS for i in range(FRAMES)]
+    waited = (session.node.records[0]['received_ns'] - seen_publisher_ns) / 1e9
+    assert 1.0 < waited < 10.0, waited
+    assert f'{IMAGE}: {FRAMES}' in out  # published with nobody listening
+
+
+def test_bag_error_mid_playback_fails_cleanly(tmp_path):
+    import sqlite3
+
+    from pu_ros.data import bag as bagio
+    from pu_ros.ops.cloud_layout import make_structured
+
+    xyz = np.arange(12, dtype=np.float32).reshape(3, 4)
+    cloud = make_structured({k: xyz[:, i] for i, k in enumerate(('x', 'y', 'z', 'intensity'))})
+    with bagio.BagWriter(tmp_path / 'bag', storage='sqlite3') as bag:
+        bag.add_topic(POINTS, 'sensor_msgs/msg/PointCloud2')
+        for i in range(10):
+            stamp = 1_000_000_000 + i * 20_000_000
+            bag.write(POINTS, stamp, bagio.pointcloud2(cloud, stamp, 'velo_link'))
+    db = next((tmp_path / 'bag').glob('*.db3'))
+    with sqlite3.connect(db) as con:  # the 6th record is damaged: its payload is text, not CDR bytes
+        con.execute("UPDATE messages SET data = 'damaged' WHERE id = 6")
+    con.close()
+    res = _run(_play_cmd(tmp_path / 'bag', '--rate', 5))
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    assert 'Traceback' not in out and 'playback failed' in out and str(tmp_path / 'bag') in out
+
+
+def test_linger_waits_for_a_reliable_subscriber_that_does_not_acknowledge(synthetic_bag):
+    """A stopped (SIGSTOP) reliable subscriber never acknowledges: the player waits ``--linger`` s, then exits."""
+    import threading
+
+    bag, _ = synthetic_bag
+    sub = subprocess.Popen([sys.executable, '-m', 'pu_ros.cli', 'echo', '--topics', POINTS, '--reliable',
+                            '--quiet', '--depth', '1'], cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        with Player(bag, '--rate', 10, '--wait-for-subscribers', 20, '--linger', 3, '--topics', POINTS) as player:
+            lines, matched = [], threading.Event()
+
+            def read():
+                for line in player.proc.stdout:
+                    lines.append((time.monotonic(), line))
+                    if 'every topic has a subscriber' in line:
+                        matched.set()
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            assert matched.wait(timeout=25), ''.join(line for _, line in lines)
+            sub.send_signal(signal.SIGSTOP)
+            t_stop = time.monotonic()
+            player.proc.wait(timeout=20)
+            t_exit = time.monotonic()
+            reader.join(timeout=5)
+        out = ''.join(line for _, line in lines)
+        assert player.proc.returncode == 0, out
+        assert f'{POINTS}: {FRAMES}' in out
+        # 0.5 s settle + 0.09 s of playback + 3 s of linger; without the linger it exits within ~1 s
+        assert 2.5 < t_exit - t_stop < 15, (t_exit - t_stop, out)
+    finally:
+        sub.send_signal(signal.SIGCONT)
+        sub.kill()
+        sub.wait(timeout=10)
 
 
 def test_start_offset_skips_early_messages(synthetic_bag, echo):
@@ -320,10 +474,11 @@ def test_start_offset_skips_early_messages(synthetic_bag, echo):
     assert _stamps(session) == [info['start_ns'] + i * PERIOD_NS for i in range(5, FRAMES)]
 
 
-def test_loop_replays_until_interrupted(synthetic_bag, echo):
+def test_loop_replays_until_interrupted_and_clock_jumps_back(synthetic_bag, echo):
     bag, info = synthetic_bag
     session = echo({'topics': [POINTS], 'reliable': True, 'depth': 50})
-    with Player(bag, '--loop', '--rate', 5, '--wait-for-subscribers', 20, '--topics', POINTS) as player:
+    clock_ns = _clock_listener(session)
+    with Player(bag, '--loop', '--clock', '--rate', 5, '--wait-for-subscribers', 20, '--topics', POINTS) as player:
         assert session.spin_until(lambda: len(_stamps(session)) >= FRAMES + 5, timeout=25)
         assert player.proc.poll() is None  # still playing
         player.proc.send_signal(signal.SIGINT)
@@ -332,7 +487,15 @@ def test_loop_replays_until_interrupted(synthetic_bag, echo):
     stamps = _stamps(session)
     assert stamps[:FRAMES] == [info['start_ns'] + i * PERIOD_NS for i in range(FRAMES)]
     assert stamps[FRAMES] == info['start_ns']  # second pass starts again at the beginning
-    assert 'loop 1' in out
+    # /clock follows: it reaches the end of the bag, jumps back to its start once, and never leaves the bag's span
+    clock = np.array(clock_ns)
+    back = np.flatnonzero(np.diff(clock) < 0)
+    assert len(back) == 1, clock
+    j = back[0]
+    assert clock[j] >= info['start_ns'] + (FRAMES - 2) * PERIOD_NS
+    assert info['start_ns'] <= clock[j + 1] <= info['start_ns'] + 2 * PERIOD_NS
+    # the 40 Hz timer may run a little past the last stamp when the machine lags: allow one bag period
+    assert clock.min() >= info['start_ns'] and clock.max() <= info['end_ns'] + PERIOD_NS
 
 
 def test_clock_is_published_and_sim_time_nodes_follow_it(synthetic_bag, echo):
@@ -356,7 +519,8 @@ def test_clock_is_published_and_sim_time_nodes_follow_it(synthetic_bag, echo):
             session.spin_until(lambda: False, timeout=0.2)
         assert rc == 0, out
         assert len(clock_ns) >= FRAMES
-        assert all(info['start_ns'] <= c <= info['end_ns'] for c in clock_ns)
+        # the 40 Hz timer may run a little past the last stamp when the machine lags: allow one bag period
+        assert all(info['start_ns'] <= c <= info['end_ns'] + PERIOD_NS for c in clock_ns)
         assert np.all(np.diff(clock_ns) >= 0)
         assert clock_ns[-1] == info['end_ns']
         # the use_sim_time node's clock is the bag's (2011), not the wall clock
@@ -384,9 +548,15 @@ def test_sensor_qos_publisher_reaches_best_effort_subscriber(synthetic_bag, echo
     session = echo({'topics': [POINTS], 'reliable': False, 'depth': 50})
     with Player(bag, '--qos', 'sensor', '--rate', 2, '--wait-for-subscribers', 20,
                 '--topics', POINTS) as player:
+        assert session.spin_until(lambda: len(_stamps(session)) >= 1, timeout=25), player.proc.poll()
+        qos = _publisher_reliability(session, POINTS)
         session.spin_until(lambda: len(_stamps(session)) >= FRAMES, timeout=25)
         rc, out = player.wait()
     assert rc == 0, out
+    # a reliable writer would reach this best-effort reader too: ask the graph what the writer offers
+    from rclpy.qos import ReliabilityPolicy
+
+    assert qos == {ReliabilityPolicy.BEST_EFFORT}
     # best effort may drop under load, but what arrives is in order and from the bag
     stamps = _stamps(session)
     assert stamps and stamps == sorted(stamps)

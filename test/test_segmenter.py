@@ -57,6 +57,26 @@ def test_segment_shapes_and_range(checkpoints, scene):
     assert empty.labels.shape == (0,) and empty.probs.shape == (0, 20)
 
 
+def test_non_finite_intensity_is_left_out_like_out_of_range(checkpoints, scene):
+    points, _, _ = scene
+    pts = points.copy()
+    bad = np.array([3, 50, 700, 1500])
+    pts[bad[:2], 3] = np.nan
+    pts[bad[2], 3] = np.inf
+    pts[bad[3], 3] = -np.inf
+    seg = Segmenter(checkpoints[0], device='cpu')
+    res = seg.segment(pts)
+    assert not res.in_range[bad].any() and (res.labels[bad] == 0).all() and (res.probs[bad] == 0).all()
+    assert np.isfinite(res.probs).all()
+    # the other points are labelled exactly as if the bad ones had never been in the cloud
+    ok = np.ones(len(pts), bool)
+    ok[bad] = False
+    alone = seg.segment(pts[ok])
+    np.testing.assert_array_equal(res.in_range[ok], alone.in_range)
+    np.testing.assert_array_equal(res.labels[ok], alone.labels)
+    np.testing.assert_allclose(res.probs[ok], alone.probs, atol=1e-6)
+
+
 def test_labels_only_skips_probabilities(checkpoints, scene):
     points, image, calib = scene
     for fused in (False, True):

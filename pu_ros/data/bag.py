@@ -410,14 +410,26 @@ def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[
 
     Yields:
         ``(topic, msgtype, timestamp_ns, raw_cdr_bytes)``; decode with :func:`deserialize`.
+
+    Raises:
+        BagError: the bag cannot be opened, or a damaged record is met while iterating (after the messages
+            before it were yielded).
     """
     reader = _open_reader(path)
     try:
         wanted = None if topics is None else set(topics)
         conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
         if conns:
-            for conn, timestamp, raw in reader.messages(connections=conns):
-                yield conn.topic, conn.msgtype, int(timestamp), bytes(raw)
+            messages = reader.messages(connections=conns)
+            while True:
+                try:
+                    conn, timestamp, raw = next(messages)
+                    item = conn.topic, conn.msgtype, int(timestamp), bytes(raw)
+                except StopIteration:
+                    break
+                except Exception as exc:  # rosbags / mcap / sqlite errors on a damaged record
+                    raise BagError(f'cannot read bag {path}: {type(exc).__name__}: {exc}') from None
+                yield item
     finally:
         reader.close()
 

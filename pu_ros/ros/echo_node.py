@@ -477,18 +477,26 @@ class EchoSession:
 def main(args=None) -> int:
     """``ros2 run pu_ros echo_node [--ros-args -p topics:=[...] -p count:=10 -p reliable:=true]``.
 
-    ``--help`` prints usage without listening; SIGINT/SIGTERM (once or more) print the summary and exit 0;
-    reaching ``count`` exits 0; bad parameters exit 2 (see :func:`pu_ros.ros.process.node_main`).
+    ``--help`` prints usage without listening; SIGINT/SIGTERM (once or more) print the summary and exit 0, or 1
+    when ``count`` was set and not reached (like ``pu-ros echo``); reaching ``count`` exits 0; bad parameters exit
+    2 (see :func:`pu_ros.ros.process.node_main`).
     """
     from pu_ros.ros.node_config import EchoConfig
     from pu_ros.ros.process import node_main, parameter_table
 
-    params = parameter_table({'': EchoConfig})
-    return node_main(lambda: KittiEcho(on_record=lambda rec: print(message_line(rec), flush=True)),
-                     prog='echo_node', description=__doc__, parameters=params, argv=args,
-                     finished=lambda node: 0 if node.finished.done() else None,
+    made = []
+
+    def make_node():
+        made.append(KittiEcho(on_record=lambda rec: print(message_line(rec), flush=True)))
+        return made[0]
+
+    code = node_main(make_node, prog='echo_node', description=__doc__, parameters=parameter_table({'': EchoConfig}),
+                     argv=args, finished=lambda node: 0 if node.finished.done() else None,
                      on_exit=lambda node: print(format_summary(node.records) if node.records
                                                 else 'no message received', flush=True))
+    if code == 0 and made and made[0].count and not made[0].finished.done():
+        return 1  # stopped before `count` messages arrived
+    return code
 
 
 def add_arguments(parser) -> None:

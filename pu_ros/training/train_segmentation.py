@@ -15,6 +15,12 @@ optimizer step, gradient accumulation, float16 autocast with a GradScaler on CUD
 scalars (``OUT/tb``) on rank 0. ``OUT/last.pt`` is written every ``checkpoint_interval`` steps and at the end
 (``OUT/best.pt`` too when validation improves mIoU); ``--resume OUT/last.pt`` restores model, optimizer,
 schedule, GradScaler and the position in the epoch, then continues to ``max_steps``.
+
+Validation (when ``split.val`` is set) runs every ``val_interval`` steps and always once at the end (after any
+BatchNorm recalibration; skipped there only when the last step was just validated with the same weights). Every
+validation, periodic or final, is compared with the best mIoU so far (carried across ``--resume``), and
+``OUT/best.pt`` is rewritten with the weights of that step whenever it improves; so with the default
+``val_interval: 0`` best.pt is the final model. Without ``split.val`` no best.pt is written.
 """
 
 from __future__ import annotations
@@ -108,7 +114,8 @@ def recalibrate_batchnorm(model, dataset, device, scans: int) -> int:
         scans: number of forward passes (one scan each).
 
     Returns:
-        The number of BatchNorm layers recalibrated.
+        The number of BatchNorm layers recalibrated (those the 3D-only passes reach; the others, e.g. the image
+        branch's, keep their statistics).
     """
     import torch
 
@@ -118,6 +125,8 @@ def recalibrate_batchnorm(model, dataset, device, scans: int) -> int:
     if not norms or scans < 1:
         return 0
     momenta = [m.momentum for m in norms]
+    # norms the 3D-only passes never reach (the image branch) must keep their statistics
+    saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
     was_training = model.training
     for m in norms:
         m.reset_running_stats()
@@ -133,7 +142,10 @@ def recalibrate_batchnorm(model, dataset, device, scans: int) -> int:
         for m, mom in zip(norms, momenta):
             m.momentum = mom
         model.train(was_training)
-    return len(norms)
+    unused = [i for i, m in enumerate(norms) if int(m.num_batches_tracked) == 0]
+    for i in unused:
+        norms[i].load_state_dict(saved[i])
+    return len(norms) - len(unused)
 
 
 
@@ -383,8 +395,9 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
         validated_now = False
     if val_set is not None and not validated_now:
         metrics.update(validate(step))
-        if metrics['val_miou'] > best_miou:
+        if metrics['val_miou'] > best_miou:  # the final validation competes like the periodic ones
             best_miou = metrics['val_miou']
+            save(out / 'best.pt', step, epoch, batches_done, {**last_losses, **metrics})
     # position after the last optimizer step: next batch of this epoch (or the next epoch)
     path = save(ckpt_path, step, epoch, batches_done, {**last_losses, **metrics})
     if writer is not None:

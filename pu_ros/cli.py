@@ -20,6 +20,10 @@ COMMANDS = [
     (('demo',), 'pu_ros.demo', 'run the main job on the embedded default data'),
     (('train', 'segmentation'), 'pu_ros.training.train_segmentation', 'train the 2DPASS-style segmentation network'),
     (('eval', 'segmentation'), 'pu_ros.training.eval_segmentation', 'evaluate a segmentation checkpoint'),
+    (('train', 'pseudo-labels'), 'pu_ros.training.pseudo_labels',
+     'self-training: confident predictions of unlabelled scans as .label files'),
+    (('eval', 'sim2real'), 'pu_ros.training.sim2real', 'train on synthetic scans only, evaluate on real ones'),
+    (('eval', 'robustness'), 'pu_ros.training.robustness', 'segmentation mIoU under 8 LiDAR corruptions x 3 levels'),
 ]
 
 

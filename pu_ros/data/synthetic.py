@@ -6,6 +6,14 @@ traffic signs, parked cars and trucks and pedestrians is built from boxes, verti
 everything is a pure function of the seed. The street is cut into 40 m segments, each drawn from its own random
 stream, so frame ``i`` of a seed is the same whatever the length of the sequence.
 
+Two styles (``SceneConfig.style``): ``'basic'``, the street above (the default; its files are unchanged since
+before issue 8), and ``'kitti'``, steered by the statistics of real SemanticKITTI scans
+(:mod:`pu_ros.data.scan_stats`): domain-randomised layouts (:mod:`pu_ros.data.synthetic_kitti`), sensor tilt and
+height, moving cars, trucks, cyclists and people, porous vegetation and a per-material remission model with range
+fall-off, zero returns and lane markings (:mod:`pu_ros.data.remission`). Primitives and ray casting live in
+:mod:`pu_ros.data.synthetic_scene`, the basic layout in :mod:`pu_ros.data.synthetic_layout`; many scans in
+parallel: :func:`pu_ros.data.synthetic_writer.write_dataset`.
+
 Frames (velodyne frame: x forward, y left, z up, sensor 1.73 m above the road):
 
 - LiDAR: ``n_beams`` lasers at HDL-64E-like elevations (upper block +2.0°…-8.33°, lower block -8.83°…-24.9°)
@@ -31,44 +39,39 @@ import sys
 
 import numpy as np
 
+from pu_ros.data import synthetic_kitti
+from pu_ros.data.remission import lane_marking, object_factor
+from pu_ros.data.remission import remission as remission_model
+from pu_ros.data.synthetic_layout import _segment, _street  # noqa: F401
+from pu_ros.data.synthetic_scene import (  # noqa: F401  (re-exported: the public names of the generator)
+    _COLOR_LUT,
+    _REFL_LUT,
+    _SUN,
+    BICYCLE,
+    BICYCLIST,
+    BUILDING,
+    CAR,
+    CLASS_COLORS,
+    FENCE,
+    OTHER_GROUND,
+    PARKING,
+    PERSON,
+    POLE,
+    ROAD,
+    SCENE_CLASSES,
+    SEGMENT_LENGTH,
+    SIDEWALK,
+    TERRAIN,
+    TRAFFIC_SIGN,
+    TRUCK,
+    TRUNK,
+    VEGETATION,
+    _Builder,
+    _Scene,
+)
 from pu_ros.geometry.calibration import Calibration
 
-# raw SemanticKITTI ids
-CAR, TRUCK, PERSON = 10, 18, 30
-ROAD, PARKING, SIDEWALK, OTHER_GROUND = 40, 44, 48, 49
-BUILDING, FENCE, VEGETATION, TRUNK, TERRAIN, POLE, TRAFFIC_SIGN = 50, 51, 70, 71, 72, 80, 81
-SCENE_CLASSES = (CAR, TRUCK, PERSON, ROAD, PARKING, SIDEWALK, OTHER_GROUND, BUILDING, FENCE, VEGETATION, TRUNK,
-                 TERRAIN, POLE, TRAFFIC_SIGN)  # fmt: skip
-
-# raw id -> (RGB colour of the rendered image, LiDAR reflectivity). Colours differ in hue or brightness enough
-# that shading (a factor 0.4…1) never turns one class into another.
-_STYLE = {
-    CAR: ((30, 70, 200), 0.45),
-    TRUCK: ((180, 50, 180), 0.40),
-    PERSON: ((220, 30, 30), 0.30),
-    ROAD: ((80, 80, 105), 0.22),
-    PARKING: ((110, 100, 70), 0.26),
-    SIDEWALK: ((210, 195, 165), 0.33),
-    OTHER_GROUND: ((215, 135, 45), 0.28),
-    BUILDING: ((185, 95, 85), 0.38),
-    FENCE: ((120, 70, 150), 0.35),
-    VEGETATION: ((40, 125, 45), 0.50),
-    TRUNK: ((105, 70, 40), 0.40),
-    TERRAIN: ((150, 170, 60), 0.45),
-    POLE: ((175, 175, 175), 0.50),
-    TRAFFIC_SIGN: ((235, 205, 20), 0.90),
-}
-CLASS_COLORS = {k: v[0] for k, v in _STYLE.items()}
-_COLOR_LUT = np.zeros((256, 3), np.float64)
-_REFL_LUT = np.zeros(256, np.float64)
-for _k, (_c, _r) in _STYLE.items():
-    _COLOR_LUT[_k], _REFL_LUT[_k] = _c, _r
-
-SEGMENT_LENGTH = 40.0  # m of street drawn from one random stream
-_CURB = 0.15  # sidewalk height (m)
-_EPS = 1e-6
-_N_SECTORS = 360  # azimuth sectors for culling primitives per ray bundle
-_SUN = np.array([-0.35, 0.45, 0.82]) / np.linalg.norm([-0.35, 0.45, 0.82])
+STYLES = ('basic', 'kitti')
 
 
 @dataclass
@@ -91,6 +94,9 @@ class SceneConfig:
         image_height: camera image height (px).
         render_image: render the camera image (False: ``image`` is None, nothing is written to ``image_2``).
         camera_far: camera ray length (m); beyond it is sky.
+        style: ``'basic'`` (the original street, the default: files stay byte-identical) or ``'kitti'``: domain
+            randomised layouts, sensor tilt and height, moving objects, porous vegetation and the per-material
+            remission model (:mod:`pu_ros.data.synthetic_kitti`, :mod:`pu_ros.data.remission`).
     """
 
     seed: int = 0
@@ -108,6 +114,7 @@ class SceneConfig:
     image_height: int = 375
     render_image: bool = True
     camera_far: float = 200.0
+    style: str = 'basic'
 
     def __post_init__(self):
         checks = [
@@ -124,6 +131,7 @@ class SceneConfig:
             (0.5 <= self.sensor_height <= 4.0, 'sensor_height must be in 0.5..4 m'),
             (int(self.image_width) >= 16 and int(self.image_height) >= 16, 'image size must be at least 16x16'),
             (self.camera_far > 1.0, 'camera_far must be > 1 m'),
+            (self.style in STYLES, f'style must be one of {STYLES}'),
         ]
         for ok, message in checks:
             if not ok:
@@ -164,359 +172,18 @@ def kitti_like_calibration(width: int = 1242, height: int = 375) -> tuple[dict[s
     return mats, Calibration(mats['P2'], Tr, width, height)
 
 
-# --------------------------------------------------------------------------------------------------- scene
-
-
-class _Builder:
-    """Collects primitives; ``finish`` turns them into arrays."""
-
-    def __init__(self):
-        self.boxes, self.cyls, self.ells, self.zones = [], [], [], []
-        self.next_instance = {CAR: 1, TRUCK: 1, PERSON: 1}
-
-    def instance(self, cls):
-        inst = self.next_instance[cls]
-        self.next_instance[cls] += 1
-        return (inst << 16) | cls
-
-    def box(self, center, half, label, rng, yaw=0.0):
-        self.boxes.append((*center, *half, yaw, label, rng.uniform(0.88, 1.0)))
-
-    def cyl(self, x, y, r, z0, z1, label, rng):
-        self.cyls.append((x, y, r, z0, z1, label, rng.uniform(0.88, 1.0)))
-
-    def ell(self, center, radii, label, rng):
-        self.ells.append((*center, *radii, label, rng.uniform(0.88, 1.0)))
-
-    def zone(self, x0, x1, y0, y1, label):
-        self.zones.append((min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1), label))
-
-
-def _street(seed):
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
-    road = rng.uniform(3.4, 4.2)
-    park = 2.3
-    side = {}
-    for s in (1, -1):
-        walk = rng.uniform(2.2, 3.2)
-        terr = rng.uniform(3.0, 5.0)
-        side[s] = (road, road + park, road + park + walk, road + park + walk + terr)  # y of the edges
-    return {'road': road, 'park': park, 'side': side, 'phase': rng.uniform(0, 2 * np.pi)}
-
-
-def _car(b, rng, x, y, yaw):
-    label = b.instance(CAR)
-    length, width = rng.uniform(3.9, 4.7), rng.uniform(1.70, 1.85)
-    top, roof = rng.uniform(0.95, 1.05), rng.uniform(1.40, 1.55)
-    c, s = np.cos(yaw), np.sin(yaw)
-    b.box((x, y, (0.30 + top) / 2), (length / 2, width / 2, (top - 0.30) / 2), label, rng, yaw)
-    back = -0.08 * length
-    b.box((x + back * c, y + back * s, (top + roof) / 2), (0.27 * length, 0.44 * width, (roof - top) / 2), label,
-          rng, yaw)  # fmt: skip
-    for fx in (-0.32, 0.32):
-        for fy in (-1, 1):
-            lx, ly = fx * length, fy * (width / 2 - 0.13)
-            b.box((x + lx * c - ly * s, y + lx * s + ly * c, 0.33), (0.33, 0.12, 0.33), label, rng, yaw)
-    return length
-
-
-def _truck(b, rng, x, y, yaw):
-    label = b.instance(TRUCK)
-    length, width, height = rng.uniform(6.5, 9.0), rng.uniform(2.35, 2.5), rng.uniform(3.0, 3.6)
-    c, s = np.cos(yaw), np.sin(yaw)
-    cab = 2.0
-    cargo = length - cab - 0.2
-    off = -length / 2 + cargo / 2  # cargo box at the back, cab at the front (+x)
-    b.box((x + off * c, y + off * s, (0.8 + height) / 2), (cargo / 2, width / 2, (height - 0.8) / 2), label, rng, yaw)
-    off = length / 2 - cab / 2
-    b.box((x + off * c, y + off * s, (0.6 + 2.8) / 2), (cab / 2, width / 2 - 0.05, 1.1), label, rng, yaw)
-    for fx in (-0.38, -0.25, 0.38):
-        for fy in (-1, 1):
-            lx, ly = fx * length, fy * (width / 2 - 0.2)
-            b.box((x + lx * c - ly * s, y + lx * s + ly * c, 0.45), (0.45, 0.15, 0.45), label, rng, yaw)
-    return length
-
-
-def _segment(b, street, seed, k):
-    """Primitives of street segment ``k`` (x in [40k, 40k + 40))."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 1, k + (1 << 20)]))
-    x0 = k * SEGMENT_LENGTH
-    x1 = x0 + SEGMENT_LENGTH
-    truck_side = rng.choice([1, -1]) if (k % 2 == 0 or rng.random() < 0.3) else 0
-    sign_side = rng.choice([1, -1])
-    drive_side = rng.choice([1, -1])
-    for s in (1, -1):
-        y_road, y_park, y_walk, y_fac = street['side'][s]
-        # sidewalk slab
-        b.box(((x0 + x1) / 2, s * (y_park + y_walk) / 2, _CURB / 2),
-              (SEGMENT_LENGTH / 2, (y_walk - y_park) / 2, _CURB / 2), SIDEWALK, rng)  # fmt: skip
-        # parking bays with parked cars (and a truck)
-        cursor = x0 + rng.uniform(0, 6)
-        first = True
-        while cursor < x1 - 10:
-            bay_end = min(cursor + rng.uniform(11, 22), x1 - 0.5)
-            b.zone(cursor, bay_end, s * y_road, s * y_park, PARKING)
-            xc = cursor + 0.4
-            while True:
-                yaw = (0.0 if s > 0 else np.pi) + rng.normal(0, 0.03)
-                if first and truck_side == s and bay_end - xc > 9.4:
-                    _truck(b, rng, xc + 4.6, s * (y_road + y_park) / 2, yaw)
-                    xc += 9.2 + rng.uniform(0.8, 2.0)
-                elif bay_end - xc > 4.8:
-                    if rng.random() < 0.8:
-                        _car(b, rng, xc + 2.4, s * (y_road + y_park) / 2, yaw)
-                    xc += 4.8 + rng.uniform(0.7, 2.5)
-                else:
-                    break
-                first = False
-            cursor = bay_end + rng.uniform(4, 14)
-        # driveway of other-ground across the terrain
-        xd = rng.uniform(x0 + 2, x1 - 8)
-        if drive_side == s or rng.random() < 0.4:
-            b.zone(xd, xd + rng.uniform(3, 5), s * y_walk, s * (y_fac + 0.5), OTHER_GROUND)
-        else:
-            xd = -1e9
-        # street lamps / poles near the curb
-        for _ in range(1 + int(rng.random() < 0.5)):
-            b.cyl(rng.uniform(x0, x1), s * (y_park + 0.45), rng.uniform(0.08, 0.14), 0.0, rng.uniform(6, 9), POLE,
-                  rng)  # fmt: skip
-        # traffic sign facing the oncoming (+x travelling) traffic
-        if sign_side == s or rng.random() < 0.3:
-            xs, ys = rng.uniform(x0 + 1, x1 - 1), s * (y_park + 0.35)
-            b.cyl(xs, ys, 0.04, 0.0, 2.9, POLE, rng)
-            b.box((xs - 0.07, ys, 2.45), (0.02, 0.34, 0.34), TRAFFIC_SIGN, rng)
-        # pedestrians on the sidewalk
-        for _ in range(int(s == 1) + rng.poisson(1.5)):
-            px, py = rng.uniform(x0, x1), s * rng.uniform(y_park + 1.0, y_walk - 0.4)
-            label, height = b.instance(PERSON), rng.uniform(1.6, 1.9)
-            b.cyl(px, py, rng.uniform(0.18, 0.24), _CURB, _CURB + 0.83 * height, label, rng)
-            b.ell((px, py, _CURB + height - 0.12), (0.11, 0.12, 0.13), label, rng)
-        # trees in the terrain strip
-        cursor = x0 + rng.uniform(0, 6)
-        while cursor < x1:
-            if rng.random() < 0.8 and not xd - 1.0 < cursor < xd + 6.0:
-                ty = s * ((y_walk + y_fac) / 2 + rng.uniform(-0.4, 0.4))
-                trunk_h, rz = rng.uniform(2.2, 3.5), rng.uniform(1.4, 2.4)
-                rxy = rng.uniform(1.2, min(2.6, (y_fac - y_walk) / 2 + 1.0))
-                b.cyl(cursor, ty, rng.uniform(0.12, 0.22), 0.0, trunk_h + 0.3 * rz, TRUNK, rng)
-                b.ell((cursor, ty, trunk_h + 0.5 * rz), (rxy, rxy, rz), VEGETATION, rng)
-            cursor += rng.uniform(7, 14)
-        # buildings along the facade line, fences in some of the gaps, bushes in front
-        cursor = x0 + rng.uniform(0, 4)
-        while cursor < x1 - 3:
-            end = min(cursor + rng.uniform(8, 22), x1 - 0.3)
-            depth, height = rng.uniform(8, 14), rng.uniform(5, 18)
-            b.box(((cursor + end) / 2, s * (y_fac + depth / 2), height / 2),
-                  ((end - cursor) / 2, depth / 2, height / 2), BUILDING, rng)  # fmt: skip
-            gap = rng.uniform(1.5, 9)
-            if gap > 2.5 and rng.random() < 0.65:
-                fh = rng.uniform(1.2, 2.0)
-                b.box((end + gap / 2, s * (y_fac + 0.3), fh / 2), (gap / 2, 0.04, fh / 2), FENCE, rng)
-            cursor = end + gap
-        for _ in range(rng.integers(0, 4)):
-            b.ell((rng.uniform(x0, x1), s * (y_fac - rng.uniform(0.7, 1.1)), 0.1),
-                  (rng.uniform(0.8, 1.8), rng.uniform(0.5, 0.8), rng.uniform(0.6, 1.1)), VEGETATION, rng)  # fmt: skip
-    # a few cars standing in the oncoming lane
-    if rng.random() < 0.35:
-        _car(b, rng, rng.uniform(x0 + 3, x1 - 3), street['road'] / 2 + rng.normal(0, 0.1), np.pi + rng.normal(0, 0.02))
-
-
-class _Scene:
-    """Primitive arrays of a street, with vectorised ray casting."""
-
-    def __init__(self, b: _Builder, street):
-        self.street = street
-        box = np.asarray(b.boxes, np.float64).reshape(-1, 9)
-        self.box_c, self.box_h = box[:, 0:3], box[:, 3:6]
-        self.box_cos, self.box_sin = np.cos(box[:, 6]), np.sin(box[:, 6])
-        cyl = np.asarray(b.cyls, np.float64).reshape(-1, 7)
-        self.cyl_xy, self.cyl_r, self.cyl_z0, self.cyl_z1 = cyl[:, 0:2], cyl[:, 2], cyl[:, 3], cyl[:, 4]
-        ell = np.asarray(b.ells, np.float64).reshape(-1, 8)
-        self.ell_c, self.ell_r = ell[:, 0:3], ell[:, 3:6]
-        self.label = {
-            'box': box[:, 7].astype(np.uint32),
-            'cyl': cyl[:, 5].astype(np.uint32),
-            'ell': ell[:, 6].astype(np.uint32),
-        }
-        self.bright = {'box': box[:, 8], 'cyl': cyl[:, 6], 'ell': ell[:, 7]}
-        rxy = np.abs(self.box_cos)[:, None] * self.box_h[:, :1] + np.abs(self.box_sin)[:, None] * self.box_h[:, 1:2]
-        ryx = np.abs(self.box_sin)[:, None] * self.box_h[:, :1] + np.abs(self.box_cos)[:, None] * self.box_h[:, 1:2]
-        self.aabb = {  # xy bounds (P, 4): xmin, xmax, ymin, ymax
-            'box': np.hstack([self.box_c[:, :1] - rxy, self.box_c[:, :1] + rxy,
-                              self.box_c[:, 1:2] - ryx, self.box_c[:, 1:2] + ryx]),
-            'cyl': np.hstack([self.cyl_xy[:, :1] - self.cyl_r[:, None], self.cyl_xy[:, :1] + self.cyl_r[:, None],
-                              self.cyl_xy[:, 1:2] - self.cyl_r[:, None], self.cyl_xy[:, 1:2] + self.cyl_r[:, None]]),
-            'ell': np.hstack([self.ell_c[:, :1] - self.ell_r[:, :1], self.ell_c[:, :1] + self.ell_r[:, :1],
-                              self.ell_c[:, 1:2] - self.ell_r[:, 1:2], self.ell_c[:, 1:2] + self.ell_r[:, 1:2]]),
-        }  # fmt: skip
-        self.zones = np.asarray(b.zones, np.float64).reshape(-1, 5)
-
-    # -- culling ---------------------------------------------------------------------------------------------
-    @staticmethod
-    def _sector_mask(aabb, origin, far):
-        """(S, P) bool: primitive p may be hit by a ray of azimuth sector s from ``origin`` within ``far``."""
-        n_sec = _N_SECTORS
-        if aabb.shape[0] == 0:
-            return np.zeros((n_sec, 0), bool)
-        ox, oy = origin[0], origin[1]
-        dx = np.maximum(np.maximum(aabb[:, 0] - ox, ox - aabb[:, 1]), 0.0)
-        dy = np.maximum(np.maximum(aabb[:, 2] - oy, oy - aabb[:, 3]), 0.0)
-        near = np.hypot(dx, dy) <= far
-        inside = (dx == 0) & (dy == 0)
-        cx, cy = (aabb[:, 0] + aabb[:, 1]) / 2 - ox, (aabb[:, 2] + aabb[:, 3]) / 2 - oy
-        ac = np.arctan2(cy, cx)
-        corners = np.arctan2(aabb[:, [2, 2, 3, 3]] - oy, aabb[:, [0, 1, 0, 1]] - ox)
-        delta = np.angle(np.exp(1j * (corners - ac[:, None])))
-        half = np.pi / n_sec
-        centres = -np.pi + (np.arange(n_sec) + 0.5) * 2 * half
-        dd = np.angle(np.exp(1j * (centres[:, None] - ac[None, :])))
-        mask = (dd >= delta.min(axis=1) - half) & (dd <= delta.max(axis=1) + half)
-        return (mask | inside[None, :]) & near[None, :]
-
-    # -- intersection kernels: origin (3,), dirs (R, 3), primitive indices (P,) -> t (R,), index (R,) -----------
-    def _hit_box(self, o, d, sel):
-        rel = o - self.box_c[sel]
-        cs, sn, h = self.box_cos[sel], self.box_sin[sel], self.box_h[sel]
-        ol = (cs * rel[:, 0] + sn * rel[:, 1], cs * rel[:, 1] - sn * rel[:, 0], rel[:, 2])
-        dx, dy = d[:, 0:1], d[:, 1:2]
-        dl = (dx * cs + dy * sn, dy * cs - dx * sn, d[:, 2:3])
-        t_near = np.full((d.shape[0], sel.size), -np.inf)
-        t_far = np.full((d.shape[0], sel.size), np.inf)
-        for axis in range(3):
-            inv = 1.0 / np.where(np.abs(dl[axis]) < 1e-12, 1e-12, dl[axis])
-            t1 = (-h[:, axis] - ol[axis]) * inv
-            t2 = (h[:, axis] - ol[axis]) * inv
-            t_near = np.maximum(t_near, np.minimum(t1, t2))
-            t_far = np.minimum(t_far, np.maximum(t1, t2))
-        return np.where((t_near <= t_far) & (t_near > _EPS), t_near, np.inf)
-
-    def _hit_cyl(self, o, d, sel):
-        rx, ry = o[0] - self.cyl_xy[sel, 0], o[1] - self.cyl_xy[sel, 1]
-        r2, z0, z1 = self.cyl_r[sel] ** 2, self.cyl_z0[sel], self.cyl_z1[sel]
-        dx, dy, dz = d[:, 0:1], d[:, 1:2], d[:, 2:3]
-        a = np.maximum(dx * dx + dy * dy, 1e-12)
-        b = dx * rx + dy * ry
-        disc = b * b - a * (rx * rx + ry * ry - r2)
-        t = (-b - np.sqrt(np.maximum(disc, 0.0))) / a
-        z = o[2] + t * dz
-        t = np.where((disc >= 0) & (t > _EPS) & (z >= z0) & (z <= z1), t, np.inf)
-        tc = (z1 - o[2]) / np.where(np.abs(dz) < 1e-12, 1e-12, dz)  # top cap
-        px, py = rx + tc * dx, ry + tc * dy
-        tc = np.where((tc > _EPS) & (px * px + py * py <= r2), tc, np.inf)
-        return np.minimum(t, tc)
-
-    def _hit_ell(self, o, d, sel):
-        r = self.ell_r[sel]
-        oo = (o - self.ell_c[sel]) / r  # (P, 3)
-        dd = d[:, None, :] / r[None]  # (R, P, 3)
-        a = np.einsum('rpk,rpk->rp', dd, dd)
-        b = np.einsum('rpk,pk->rp', dd, oo)
-        disc = b * b - a * (np.einsum('pk,pk->p', oo, oo) - 1.0)
-        t = (-b - np.sqrt(np.maximum(disc, 0.0))) / a
-        return np.where((disc >= 0) & (t > _EPS), t, np.inf)
-
-    def cast(self, origin, dirs, far):
-        """First hit of rays from one origin.
-
-        Args:
-            origin: (3,) float64 world point.
-            dirs: (R, 3) float64 unit directions (world).
-            far: rays hit nothing beyond this distance.
-
-        Returns:
-            ``(t, kind, index)``: (R,) float64 distance (inf: no hit), (R,) int8 kind (0 none, 1 ground, 2 box,
-            3 cylinder, 4 ellipsoid) and (R,) int64 primitive index within its kind.
-        """
-        n = dirs.shape[0]
-        with np.errstate(divide='ignore'):
-            t_best = np.where(dirs[:, 2] < -1e-9, -origin[2] / dirs[:, 2], np.inf)
-        kind = np.where(np.isfinite(t_best), 1, 0).astype(np.int8)
-        index = np.zeros(n, np.int64)
-        sector = np.floor((np.arctan2(dirs[:, 1], dirs[:, 0]) + np.pi) / (2 * np.pi) * _N_SECTORS).astype(np.int64)
-        sector %= _N_SECTORS
-        order = np.argsort(sector, kind='stable')
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(sector, minlength=_N_SECTORS))])
-        kernels = [(2, 'box', self._hit_box), (3, 'cyl', self._hit_cyl), (4, 'ell', self._hit_ell)]
-        masks = {name: self._sector_mask(self.aabb[name], origin, far) for _, name, _ in kernels}
-        for s in np.flatnonzero(bounds[1:] > bounds[:-1]):
-            rays = order[bounds[s] : bounds[s + 1]]
-            d = dirs[rays]
-            for code, name, kernel in kernels:
-                sel = np.flatnonzero(masks[name][s])
-                if sel.size == 0:
-                    continue
-                t = kernel(origin, d, sel)
-                j = np.argmin(t, axis=1)
-                tj = t[np.arange(rays.size), j]
-                better = tj < t_best[rays]
-                hit = rays[better]
-                t_best[hit], kind[hit], index[hit] = tj[better], code, sel[j[better]]
-        miss = t_best > far
-        t_best[miss], kind[miss] = np.inf, 0
-        return t_best, kind, index
-
-    def ground_label(self, x, y):
-        """(N,) uint32 class of ground points at world ``x, y`` (N,)."""
-        road, park = self.street['road'], self.street['park']
-        label = np.where(np.abs(y) <= road + park, ROAD, TERRAIN).astype(np.uint32)
-        for s in (1, -1):
-            _, y_park, y_walk, _ = self.street['side'][s]
-            label[(s * y > y_park) & (s * y <= y_walk)] = SIDEWALK
-        for x0, x1, y0, y1, cls in self.zones:
-            label[(x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)] = int(cls)
-        return label
-
-    def surface(self, kind, index, points, dirs):
-        """Label, normal and brightness factor at hit points.
-
-        Args:
-            kind: (N,) int8 from :meth:`cast` (all > 0).
-            index: (N,) int64 from :meth:`cast`.
-            points: (N, 3) float64 world hit points.
-            dirs: (N, 3) float64 ray directions.
-
-        Returns:
-            ``(label (N,) uint32, normal (N, 3) float64 facing the ray, bright (N,) float64)``.
-        """
-        n = kind.shape[0]
-        label, bright = np.zeros(n, np.uint32), np.ones(n)
-        normal = np.zeros((n, 3))
-        normal[:, 2] = 1.0
-        g = kind == 1
-        label[g] = self.ground_label(points[g, 0], points[g, 1])
-        m = kind == 2
-        if m.any():
-            i = index[m]
-            rel = points[m] - self.box_c[i]
-            cs, sn = self.box_cos[i], self.box_sin[i]
-            local = np.stack([cs * rel[:, 0] + sn * rel[:, 1], cs * rel[:, 1] - sn * rel[:, 0], rel[:, 2]], 1)
-            axis = np.argmax(np.abs(local) / self.box_h[i], axis=1)
-            nl = np.zeros_like(local)
-            nl[np.arange(axis.size), axis] = np.sign(local[np.arange(axis.size), axis])
-            normal[m] = np.stack([cs * nl[:, 0] - sn * nl[:, 1], sn * nl[:, 0] + cs * nl[:, 1], nl[:, 2]], 1)
-        m = kind == 3
-        if m.any():
-            i = index[m]
-            radial = points[m, :2] - self.cyl_xy[i]
-            cap = points[m, 2] >= self.cyl_z1[i] - 1e-6
-            nrm = np.zeros((i.size, 3))
-            nrm[:, :2] = radial / np.maximum(np.linalg.norm(radial, axis=1, keepdims=True), 1e-12)
-            nrm[cap] = (0.0, 0.0, 1.0)
-            normal[m] = nrm
-        m = kind == 4
-        if m.any():
-            i = index[m]
-            nrm = (points[m] - self.ell_c[i]) / self.ell_r[i] ** 2
-            normal[m] = nrm / np.linalg.norm(nrm, axis=1, keepdims=True)
-        for code, name in ((2, 'box'), (3, 'cyl'), (4, 'ell')):
-            m = kind == code
-            label[m], bright[m] = self.label[name][index[m]], self.bright[name][index[m]]
-        flip = np.einsum('nk,nk->n', normal, dirs) > 0
-        normal[flip] *= -1.0
-        return label, normal, bright
-
 
 # --------------------------------------------------------------------------------------------------- sequence
+
+
+def _rot_x(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def _rot_y(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
 def _rot_z(yaw):
@@ -539,13 +206,17 @@ class SyntheticSequence:
         self.config = config = SceneConfig() if config is None else config
         self.matrices, self.calib = kitti_like_calibration(config.image_width, config.image_height)
         self.elevations = hdl64_elevations(config.n_beams)
-        self._street = _street(config.seed)
-        reach = max(config.max_range, config.camera_far if config.render_image else 0.0) + 10.0
+        kitti = config.style == 'kitti'
+        self._street = synthetic_kitti.street(config.seed) if kitti else _street(config.seed)
+        self._reach = reach = max(config.max_range, config.camera_far if config.render_image else 0.0) + 10.0
         x_end = config.speed * config.frame_period * (config.n_frames - 1)
         b = _Builder()
+        if kitti:
+            b.factor = object_factor
         for k in range(int(np.floor(-reach / SEGMENT_LENGTH)), int(np.floor((x_end + reach) / SEGMENT_LENGTH)) + 1):
-            _segment(b, self._street, config.seed, k)
+            (synthetic_kitti.segment if kitti else _segment)(b, self._street, config.seed, k)
         self._scene = _Scene(b, self._street)
+        self._dyn_cache: tuple = (None, None)
 
     def __len__(self) -> int:
         """Number of frames."""
@@ -566,7 +237,59 @@ class SyntheticSequence:
         pose = np.eye(4)
         pose[:3, :3] = _rot_z(np.arctan2(amp * omega * np.cos(omega * t + phase), max(cfg.speed, 1e-3)))
         pose[:3, 3] = (cfg.speed * t, -self._street['road'] / 2 + amp * np.sin(omega * t + phase), cfg.sensor_height)
+        if cfg.style == 'kitti':  # mounting tilt (the road looks sloped from the sensor) and height
+            st = self._street
+            pose[:3, :3] = pose[:3, :3] @ _rot_x(st['roll']) @ _rot_y(st['pitch'])
+            pose[2, 3] += st['dh']
         return pose
+
+    def _dynamic(self, i: int):
+        """The moving objects of frame ``i`` as a :class:`_Scene` (None when there are none or style is basic).
+
+        Instance ids of moving objects are unique within a frame (from 1000 on), not tracked across frames.
+        """
+        if self.config.style != 'kitti':
+            return None
+        if self._dyn_cache[0] == i:
+            return self._dyn_cache[1]
+        cfg, st = self.config, self._street
+        t = i * cfg.frame_period
+        ego_x = cfg.speed * t
+        lo, hi = ego_x - self._reach - 15.0 * t, ego_x + self._reach + 15.0 * t
+        b = synthetic_kitti.mover_builder(_Builder)
+        b.factor = object_factor
+        for k in range(int(np.floor(lo / SEGMENT_LENGTH)), int(np.floor(hi / SEGMENT_LENGTH)) + 1):
+            specs = synthetic_kitti.movers(st, cfg.seed, k)
+            synthetic_kitti.place_movers(b, specs, t, st['curb'], ego_x - self._reach, ego_x + self._reach)
+        scene = _Scene(b, st) if (b.boxes or b.cyls or b.ells) else None
+        self._dyn_cache = (i, scene)
+        return scene
+
+    def _trace(self, i, origin, dirs, far):
+        """Cast against the static street and the moving objects of frame ``i``.
+
+        Returns:
+            ``(t, kind, index, moving)``: as :meth:`_Scene.cast`, ``moving`` (R,) bool marks hits whose ``index``
+            refers to the moving-object scene.
+        """
+        t, kind, index = self._scene.cast(origin, dirs, far)
+        moving = np.zeros(t.shape, bool)
+        dyn = self._dynamic(i)
+        if dyn is not None:
+            t2, k2, i2 = dyn.cast(origin, dirs, far)
+            moving = (k2 > 1) & (t2 < t)
+            t, kind, index = np.where(moving, t2, t), np.where(moving, k2, kind), np.where(moving, i2, index)
+        return t, kind, index, moving
+
+    def _surface(self, i, kind, index, moving, points, dirs):
+        """:meth:`_Scene.surface` of hits from :meth:`_trace` (all hits, ``kind > 0``)."""
+        if not moving.any():
+            return self._scene.surface(kind, index, points, dirs)
+        n = kind.shape[0]
+        label, normal, bright = np.zeros(n, np.uint32), np.zeros((n, 3)), np.ones(n)
+        for scene, m in ((self._scene, ~moving), (self._dynamic(i), moving)):
+            label[m], normal[m], bright[m] = scene.surface(kind[m], index[m], points[m], dirs[m])
+        return label, normal, bright
 
     def pose(self, i: int) -> np.ndarray:
         """(4, 4) float64 LiDAR pose of frame ``i`` in the LiDAR frame of frame 0 (``Frame.pose`` of the reader)."""
@@ -600,11 +323,25 @@ class SyntheticSequence:
         keep_draw, noise, inoise = rng.random(n), rng.normal(0.0, 1.0, n), rng.normal(0.0, 1.0, n)
         pose = self.world_pose(i)
         dirs_w = dirs @ pose[:3, :3].T
-        t, kind, index = self._scene.cast(pose[:3, 3], dirs_w, cfg.max_range)
+        t, kind, index, moving = self._trace(i, pose[:3, 3], dirs_w, cfg.max_range)
         ok = (kind > 0) & (keep_draw >= cfg.dropout)
-        t, kind, index, d, dw = t[ok], kind[ok], index[ok], dirs[ok], dirs_w[ok]
-        label, normal, bright = self._scene.surface(kind, index, pose[:3, 3] + t[:, None] * dw, dw)
+        t, kind, index, moving, d, dw = t[ok], kind[ok], index[ok], moving[ok], dirs[ok], dirs_w[ok]
+        hit_w = pose[:3, 3] + t[:, None] * dw
+        label, normal, bright = self._surface(i, kind, index, moving, hit_w, dw)
         cos_inc = np.abs(np.einsum('nk,nk->n', normal, dw))
+        if cfg.style == 'kitti':
+            cls = label & 0xFFFF
+            # porous vegetation: returns from inside the canopy, and some rays pass through (dropped)
+            veg = cls == VEGETATION
+            t = t + np.where(veg, rng.exponential(0.12, t.shape), 0.0)
+            keep = ~veg | (rng.random(t.shape) >= 0.1)
+            marking = (cls == ROAD) & lane_marking(hit_w[:, 0], hit_w[:, 1], self._street['lanes'])
+            remission = remission_model(cls, bright, cos_inc, t, rng, marking)
+            r = t + cfg.noise_std * noise[ok]
+            points = np.empty((r.size, 4), np.float32)
+            points[:, :3] = d * r[:, None]
+            points[:, 3] = remission
+            return points[keep], label[keep]
         remission = _REFL_LUT[label & 0xFFFF] * bright * (0.25 + 0.75 * cos_inc) + cfg.intensity_noise * inoise[ok]
         r = t + cfg.noise_std * noise[ok]
         points = np.empty((r.size, 4), np.float32)
@@ -634,10 +371,13 @@ class SyntheticSequence:
         cfg = self.config
         i = self._check(i)
         origin, dirs = self._camera_rays(i)
-        t, kind, index = self._scene.cast(origin, dirs, cfg.camera_far)
+        t, kind, index, moving = self._trace(i, origin, dirs, cfg.camera_far)
         hit = kind > 0
         label = np.zeros(dirs.shape[0], np.uint32)
-        lab, normal, bright = self._scene.surface(kind[hit], index[hit], origin + t[hit, None] * dirs[hit], dirs[hit])
+        lab, normal, bright = self._surface(i, kind[hit], index[hit], moving[hit], origin + t[hit, None] * dirs[hit],
+                                            dirs[hit])
+        if cfg.style == 'kitti':
+            bright = np.clip(bright, 0.6, 1.2)  # keep rendered colours within the class palette
         label[hit] = lab
         shade = bright * (0.45 + 0.55 * np.clip(normal @ _SUN, 0.0, 1.0))
         up = np.clip(dirs[:, 2], 0.0, 1.0)[:, None]
@@ -726,13 +466,17 @@ def add_arguments(parser) -> None:
     parser.add_argument('--seed', type=int, default=0, help='scene seed, default 0')
     parser.add_argument('--azimuth-steps', type=int, default=2000, help='LiDAR azimuth steps per turn (default 2000)')
     parser.add_argument('--no-image', action='store_true', help='do not render image_2')
+    parser.add_argument('--style', default='basic', choices=STYLES,
+                        help="'basic' (default, the original street) or 'kitti' (domain-randomised, moving objects, "
+                             'material remission)')
 
 
 def run(args) -> int:
     """Write a synthetic sequence; returns the exit status."""
     try:
         config = SceneConfig(
-            seed=args.seed, n_frames=args.frames, n_azimuth=args.azimuth_steps, render_image=not args.no_image
+            seed=args.seed, n_frames=args.frames, n_azimuth=args.azimuth_steps, render_image=not args.no_image,
+            style=args.style,
         )
     except ValueError as exc:
         print(f'pu-ros synth: {exc}', file=sys.stderr)

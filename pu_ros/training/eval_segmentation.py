@@ -195,6 +195,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--save-labels', action='store_true',
                         help='also write OUT/sequences/XX/predictions/FRAME.label (raw ids; out of range = 0)')
     parser.add_argument('--no-progress', action='store_true', help='no tqdm progress bar')
+    parser.add_argument('--corruption', default=None, metavar='NAME[:LEVEL]',
+                        help='corrupt every scan first (pu_ros.data.corruptions: fog, wet_ground, snow, motion_blur, '
+                             'beam_missing, crosstalk, incomplete_echo, cross_sensor; level 1-3, default 2); '
+                             'added points are ignored, dropped points not scored')
+    parser.add_argument('--corruption-seed', type=int, default=0, help='seed of --corruption (default 0)')
 
 
 def run(args) -> int:
@@ -226,7 +231,18 @@ def _run(args) -> int:
                              f'(has {sorted(splits)}); pass --frames SEQ/FRAME,...')
         split = splits[args.split]
     label_map = LabelMap.load()
-    dataset = SemanticKittiDataset(args.data, split, cfg, train=False, use_image=args.fused, label_map=label_map)
+    if getattr(args, 'corruption', None):
+        from pu_ros.data.corruptions import parse_corruption
+        from pu_ros.training.robustness import CorruptedDataset
+
+        if args.save_labels:
+            raise ValueError('--save-labels cannot be combined with --corruption '
+                             '(the labels would index the corrupted scan)')
+        name, level = parse_corruption(args.corruption)
+        dataset = CorruptedDataset(args.data, split, cfg, train=False, use_image=args.fused, label_map=label_map,
+                                   corruption=name, level=level, corruption_seed=args.corruption_seed)
+    else:
+        dataset = SemanticKittiDataset(args.data, split, cfg, train=False, use_image=args.fused, label_map=label_map)
 
     writer = None
     if args.save_labels:
@@ -267,6 +283,11 @@ def _run(args) -> int:
           f'weights {ckpt["meta"].get("weights_dtype", "as trained")})')
     print(f'frames: {res["frames"]} ({dataset.refs[0].name}{" ..." if len(dataset) > 1 else ""}), '
           f'tta={args.tta}, head={"fused 2D+3D" if args.fused else "3D"}, device={device}')
+    if getattr(args, 'corruption', None):
+        st = dataset.stats
+        print(f'corruption: {dataset.corruption} level {dataset.level} (seed {args.corruption_seed}): '
+              f'{st["points_in"]} points read -> {st["points_out"]} ({st["added"]} added, ignored); scored: '
+              'surviving labelled points')
     print(iou_table)
     print(f'mIoU over the {int(mask.sum())} classes present in the ground truth or the predictions '
           f'(ignore class "{names[ign]}" excluded)')
@@ -281,6 +302,7 @@ def _run(args) -> int:
         'checkpoint': str(args.checkpoint),
         'frames': [r.name for r in dataset.refs],
         'tta': args.tta,
+        'corruption': getattr(args, 'corruption', None),
         'fused': bool(args.fused),
         'miou': summary['miou'],
         'miou_classes': 'present in ground truth or predictions, ignore excluded',

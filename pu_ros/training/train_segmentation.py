@@ -68,6 +68,8 @@ TRAIN_DEFAULTS = {
     'val_interval': 0,
     'val_tta': 1,
     'augmentation': {},
+    'mixing': {},
+    'init_from': None,
     'split': {},
     'bn_recalibration': {'split': None, 'scans': 0},
 }
@@ -114,8 +116,8 @@ def recalibrate_batchnorm(model, dataset, device, scans: int) -> int:
         scans: number of forward passes (one scan each).
 
     Returns:
-        The number of BatchNorm layers recalibrated (those the 3D-only passes reach; the others, e.g. the image
-        branch's, keep their statistics).
+        The number of BatchNorm layers recalibrated: those the passes reach (the image branch's only when the
+        dataset yields images); the others keep their statistics.
     """
     import torch
 
@@ -137,7 +139,8 @@ def recalibrate_batchnorm(model, dataset, device, scans: int) -> int:
             for i in range(int(scans)):
                 batch = collate([dataset[i % len(dataset)]])
                 batch.pop('meta')
-                model(batch_to_device(batch, device), use_image=False)
+                # with images in the batch the 2D branch and fusion run too, so their norms are re-estimated
+                model(batch_to_device(batch, device), use_image=None if 'images' in batch else False)
     finally:
         for m, mom in zip(norms, momenta):
             m.momentum = mom
@@ -213,6 +216,12 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
     if 'train' not in split:
         raise TrainConfigError('train.split.train is missing (e.g. {"00": ["000000"]} or ["00", "01"])')
     dataset = SemanticKittiDataset(data, split['train'], model_cfg, train=True, augment=t['augmentation'], seed=seed)
+    if t.get('mixing'):
+        from pu_ros.data.mixing import MixConfig, MixingDataset
+
+        mix = MixConfig.from_dict(t['mixing'])
+        if mix.active:
+            dataset = MixingDataset(dataset, mix, data)
     val_set = None
     if split.get('val'):
         val_set = SemanticKittiDataset(data, split['val'], model_cfg, train=False, use_image=False)
@@ -245,6 +254,8 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
         prev_losses = {k: v for k, v in (resumed['meta'].get('metrics') or {}).items()
                        if isinstance(v, float) and not k.startswith('val_')}
         del resumed
+    elif t.get('init_from'):
+        _init_from(model, t['init_from'], info.is_main)
 
     net = model
     if info.distributed:
@@ -388,7 +399,7 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
     recal = t['bn_recalibration']
     validated_now = bool(int(t['val_interval']) and step % int(t['val_interval']) == 0)
     if recal['scans'] and recal['split']:
-        recal_set = SemanticKittiDataset(data, recal['split'], model_cfg, train=False, use_image=False)
+        recal_set = SemanticKittiDataset(data, recal['split'], model_cfg, train=False)
         n_bn = recalibrate_batchnorm(model, recal_set, dev, recal['scans'])
         metrics['bn_recalibrated'] = {'layers': n_bn, 'scans': recal['scans'],
                                       'frames': [r.name for r in recal_set.refs]}
@@ -410,6 +421,24 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
                         'wall_time_s': round(prev_wall + time.time() - started, 1),
                         'run_wall_time_s': round(time.time() - started, 1)})
     return summary
+
+
+def _init_from(model, path: str, verbose: bool) -> None:
+    """Start from the weights of another checkpoint (``train.init_from``).
+
+    Every tensor whose name and shape match is copied (e.g. the 3D branch of an exported 3D-only model into a
+    model with the 2D branch); the optimizer and schedule start fresh.
+    """
+    from pu_ros.networks import checkpoint as ckpt_io
+
+    state = ckpt_io.state_dict_to_float32(ckpt_io.load_checkpoint(path)['state_dict'])
+    own = model.state_dict()
+    match = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not match:
+        raise TrainConfigError(f'train.init_from {path}: no tensor matches the network')
+    model.load_state_dict(match, strict=False)
+    if verbose:
+        print(f'init_from {path}: {len(match)} of {len(own)} tensors loaded', file=sys.stderr)
 
 
 def _mean_losses(keys: list[str], sums, n: int, default: dict[str, float]) -> dict[str, float]:

@@ -62,7 +62,7 @@ def knn_points(query, ref, k: int, *, block_elements: int = KNN_BLOCK_ELEMENTS):
     return (dist2[0], idx[0]) if squeeze else (dist2, idx)
 
 
-def farthest_point_sample(points, m: int, *, selected=None):
+def farthest_point_sample(points, m: int, *, selected=None, num_selected=None):
     """Farthest point sampling: ``m`` indices, each the point farthest from all chosen before it.
 
     Args:
@@ -72,12 +72,15 @@ def farthest_point_sample(points, m: int, *, selected=None):
             the caller accepts them in the output). They come first in the result and the sampling continues from
             them (completion of a partial sample, as SampleNet's inference needs). Without it the first index
             is 0, as in the reference implementations.
+        num_selected: optional (B,) int64, ``1 <= num_selected[b] <= S``: only the first ``num_selected[b]``
+            entries of row ``b`` of ``selected`` count; the rest of the row is ignored and filled by the sampling
+            (a batch of partial samples of different lengths, e.g. after per-row de-duplication).
 
     Returns:
         (B, m) int64 indices into ``points`` ((m,) without a batch dimension).
 
     Raises:
-        ValueError: ``m`` outside ``1..N`` or ``selected`` longer than ``m``.
+        ValueError: ``m`` outside ``1..N``, ``selected`` longer than ``m`` or ``num_selected`` out of range.
     """
     import torch
 
@@ -86,6 +89,8 @@ def farthest_point_sample(points, m: int, *, selected=None):
         points = points[None]
         if selected is not None:
             selected = selected[None]
+        if num_selected is not None:
+            num_selected = num_selected.reshape(1)
     b, n, _ = points.shape
     if not 1 <= m <= n:
         raise ValueError(f'farthest_point_sample: m={m} must be in 1..{n}')
@@ -99,12 +104,26 @@ def farthest_point_sample(points, m: int, *, selected=None):
         s = selected.shape[1]
         if s > m:
             raise ValueError(f'farthest_point_sample: {s} pre-selected indices but m={m}')
+        if num_selected is not None:
+            num_selected = num_selected.to(device=points.device, dtype=torch.int64)
+            if num_selected.shape != (b,) or bool(((num_selected < 1) | (num_selected > s)).any()):
+                raise ValueError(f'farthest_point_sample: num_selected must be (B,) in 1..{s}')
+            keep = torch.arange(s, device=points.device)[None] < num_selected[:, None]
+            selected = torch.where(keep, selected, selected[:, :1])  # ignored slots: a copy of a chosen point
+            start = int(num_selected.min())
+        else:
+            start = s
         out[:, :s] = selected
-        start = s
         seeds = torch.gather(points, 1, selected[:, :, None].expand(-1, -1, points.shape[2]))
         dist = knn_points(points, seeds, 1)[0][..., 0]  # (B, N): squared distance to the nearest chosen point
     for i in range(start, m):
         nxt = dist.argmax(dim=1)
-        out[:, i] = nxt
-        dist = torch.minimum(dist, ((points - points[ar, nxt][:, None]) ** 2).sum(-1))
+        new_d = ((points - points[ar, nxt][:, None]) ** 2).sum(-1)
+        if num_selected is not None and i < selected.shape[1]:
+            active = (num_selected <= i)  # (B,) rows whose pre-selected part ended before slot i
+            out[:, i] = torch.where(active, nxt, out[:, i])
+            dist = torch.where(active[:, None], torch.minimum(dist, new_d), dist)
+        else:
+            out[:, i] = nxt
+            dist = torch.minimum(dist, new_d)
     return out[0] if squeeze else out

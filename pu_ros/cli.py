@@ -19,6 +19,9 @@ COMMANDS = [
     (('demo',), 'pu_ros.demo', 'run the main job on the embedded default data'),
     (('train', 'segmentation'), 'pu_ros.training.train_segmentation', 'train the 2DPASS-style segmentation network'),
     (('eval', 'segmentation'), 'pu_ros.training.eval_segmentation', 'evaluate a segmentation checkpoint'),
+    (('train', 'sampling'), 'pu_ros.training.train_sampling', 'train SampleNet (classification or LiDAR setting)'),
+    (('eval', 'sampling'), 'pu_ros.training.eval_sampling', 'SampleNet vs FPS/random/voxel: propagated mIoU by ratio'),
+    (('eval', 'sampling-cls'), 'pu_ros.training.eval_sampling_cls', 'SampleNet vs FPS/random: accuracy by M'),
 ]
 
 

@@ -114,6 +114,10 @@ class PatchSampleNet(nn.Module):
         self.net = SampleNet(cfg or SampleNetConfig(num_out_points=128, progressive=True))
         self.patch_size = int(patch_size)
 
+    def forward(self, local: torch.Tensor, features: torch.Tensor | None = None, prefix: int | None = None) -> dict:
+        """Training pass over (G, n, 3) normalised patches: see :meth:`SampleNet.forward`."""
+        return self.net(local, features, prefix)
+
     @torch.no_grad()
     def sample_indices(self, xyz: torch.Tensor, m: int) -> torch.Tensor:
         """Choose exactly ``m`` distinct points of one scan (eval mode, no gradients).
@@ -145,6 +149,10 @@ class WholeCloudSampleNet(nn.Module):
         """Build the head."""
         super().__init__()
         self.net = SampleNet(cfg or SampleNetConfig())
+
+    def forward(self, local: torch.Tensor, features: torch.Tensor | None = None, prefix: int | None = None) -> dict:
+        """Training pass over (B, N, 3) unit-ball clouds: see :meth:`SampleNet.forward`."""
+        return self.net(local, features, prefix)
 
     @torch.no_grad()
     def sample_indices(self, xyz: torch.Tensor, m: int) -> torch.Tensor:

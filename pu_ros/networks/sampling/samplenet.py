@@ -78,19 +78,19 @@ class SoftProjection(nn.Module):
         """Neighbour indices and softmax weights.
 
         Args:
-            points: (B, N, 3) reference cloud.
+            points: (B, N, 3 + F) reference cloud (xyz first; extra columns are carried, not measured).
             query: (B, M, 3) points to project.
 
         Returns:
             ``(idx, w, grouped)``: (B, M, k) int64 neighbour indices, (B, M, k) weights summing to 1, and
-            (B, M, k, 3) neighbour coordinates.
+            (B, M, k, 3 + F) neighbour rows.
         """
         k = min(self.group_size, points.shape[1])
         with torch.no_grad():
-            _, idx = knn_points(query.detach(), points.detach(), k)
+            _, idx = knn_points(query.detach(), points[..., :3].detach(), k)
         b, m, _ = idx.shape
         grouped = torch.gather(points, 1, idx.reshape(b, -1, 1).expand(-1, -1, points.shape[2])).reshape(b, m, k, -1)
-        d2 = ((grouped[..., :3] - query[:, :, None, :3]) ** 2).sum(-1)
+        d2 = ((grouped[..., :3] - query[:, :, None, :3]) ** 2).sum(-1)  # distances on xyz only
         w = torch.softmax(-d2 / self.sigma(), dim=-1)
         return idx, w, grouped
 
@@ -136,7 +136,25 @@ class SampleNet(nn.Module):
             y = F.relu(bn(fc(y)))
         return self.head(y).reshape(points.shape[0], -1, 3)
 
-    def forward(self, points: torch.Tensor) -> dict:
-        """(B, N, 3) -> ``{'simplified': (B, M, 3), 'projected': (B, M, 3)}``."""
+    def forward(self, points: torch.Tensor, features: torch.Tensor | None = None, prefix: int | None = None) -> dict:
+        """Generate and softly project.
+
+        Args:
+            points: (B, N, 3) input clouds.
+            features: optional (B, N, F) per-point attributes to carry with the same projection weights.
+            prefix: use only the first ``prefix`` generated points (progressive variant); None = all M.
+
+        Returns:
+            ``{'simplified': (B, M', 3), 'projected': (B, M', 3)}`` plus ``'projected_features'`` (B, M', F) when
+            ``features`` is given (M' = prefix or M).
+        """
         simp = self.simplify(points)
-        return {'simplified': simp, 'projected': self.project(points, simp)}
+        if prefix is not None:
+            simp = simp[:, :prefix]
+        ref = points if features is None else torch.cat([points, features], dim=2)
+        _, w, grouped = self.project.weights(ref, simp)
+        proj = (w[..., None] * grouped).sum(2)
+        out = {'simplified': simp, 'projected': proj[..., :3]}
+        if features is not None:
+            out['projected_features'] = proj[..., 3:]
+        return out

@@ -116,14 +116,23 @@ def farthest_point_sample(points, m: int, *, selected=None, num_selected=None):
         out[:, :s] = selected
         seeds = torch.gather(points, 1, selected[:, :, None].expand(-1, -1, points.shape[2]))
         dist = knn_points(points, seeds, 1)[0][..., 0]  # (B, N): squared distance to the nearest chosen point
+    # Coordinate planes and reused buffers: one fused pass per coordinate and no (B, N, D) temporaries, which is
+    # several times faster than ((points - p) ** 2).sum(-1) (a reduction over a size-3 axis) on the CPU.
+    planes = [points[:, :, d].contiguous() for d in range(points.shape[2])]
+    new_d, tmp = torch.empty_like(dist), torch.empty_like(dist)
+    n_sel = selected.shape[1] if selected is not None else 0
     for i in range(start, m):
         nxt = dist.argmax(dim=1)
-        new_d = ((points - points[ar, nxt][:, None]) ** 2).sum(-1)
-        if num_selected is not None and i < selected.shape[1]:
-            active = (num_selected <= i)  # (B,) rows whose pre-selected part ended before slot i
+        torch.sub(planes[0], planes[0][ar, nxt][:, None], out=new_d)
+        new_d.mul_(new_d)
+        for plane in planes[1:]:
+            torch.sub(plane, plane[ar, nxt][:, None], out=tmp)
+            new_d.addcmul_(tmp, tmp)
+        if num_selected is not None and i < n_sel:
+            active = num_selected <= i  # (B,) rows whose pre-selected part ended before slot i
             out[:, i] = torch.where(active, nxt, out[:, i])
-            dist = torch.where(active[:, None], torch.minimum(dist, new_d), dist)
+            new_d = torch.where(active[:, None], new_d, dist)
         else:
             out[:, i] = nxt
-            dist = torch.minimum(dist, new_d)
+        torch.minimum(dist, new_d, out=dist)
     return out[0] if squeeze else out

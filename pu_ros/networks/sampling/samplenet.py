@@ -123,6 +123,25 @@ class SampleNet(nn.Module):
         self.fc_bns = nn.ModuleList(nn.BatchNorm1d(b) for b in fc[1:])
         self.head = nn.Linear(256, 3 * int(cfg.num_out_points))
         self.project = SoftProjection(cfg.group_size, cfg.initial_temperature, cfg.min_sigma)
+        self._init_head()
+
+    @torch.no_grad()
+    def _init_head(self, radius: float = 0.7) -> None:
+        """Start from a spread-out sample: bias = M points of the ball, in farthest-point order, small weights.
+
+        Our choice (the published head starts from the default init, every point near the origin): with few
+        training steps it matters that the generated points already cover the (unit-ball normalised) input, and
+        the FPS order makes every prefix spread out too (the progressive variant).
+        """
+        from pu_ros.ops.neighbors import farthest_point_sample
+
+        m = self.head.out_features // 3
+        gen = torch.Generator().manual_seed(0)
+        cand = torch.randn(max(512, 8 * m), 3, generator=gen)
+        cand = cand / cand.norm(dim=1, keepdim=True) * torch.rand(cand.shape[0], 1, generator=gen) ** (1 / 3)
+        template = cand[farthest_point_sample(cand, m)] * radius
+        self.head.weight.mul_(0.1)
+        self.head.bias.copy_(template.reshape(-1))
 
     def simplify(self, points: torch.Tensor) -> torch.Tensor:
         """(B, N, 3) -> (B, M, 3) generated points (not on the input cloud)."""

@@ -18,6 +18,7 @@ from pu_ros.networks.sampling.losses import SamplingLossWeights, projection_loss
 from pu_ros.networks.sampling.patches import PatchSampleNet, WholeCloudSampleNet, make_patches, normalise_patches
 from pu_ros.networks.sampling.samplenet import SampleNetConfig
 from pu_ros.ops.neighbors import knn_points
+from pu_ros.ops.voxelize import in_range_mask
 
 
 def _rot(axis: int, angle: float) -> np.ndarray:
@@ -91,7 +92,7 @@ class LidarTask:
         self.model = PatchSampleNet(self.head, self.patch_size)
         self.weights = SamplingLossWeights(**t['loss'])
         seg = Segmenter(t['segmentation_checkpoint'] or None, device=str(device))
-        self.seg_model = seg.model
+        self.seg_model, self.seg_cfg = seg.model, seg.cfg
         for p in self.seg_model.parameters():
             p.requires_grad_(False)
         self.scans, self.data_names = [], []
@@ -144,6 +145,9 @@ class LidarTask:
         out = net(local, pts[index][..., 3:], prefix=m)
         xyz = (out['projected'] * scale + centre).reshape(-1, 3)
         sampled = torch.cat([xyz, out['projected_features'].reshape(-1, 1)], dim=1)
+        inside = in_range_mask(sampled.detach(), self.seg_cfg)  # rotated crops may poke out of the network's range
+        if not bool(inside.all()):
+            xyz, sampled = xyz[inside], sampled[inside]
         logits = self.seg_model.predict({'points': sampled, 'batch_idx': torch.zeros(
             sampled.shape[0], dtype=torch.int64, device=sampled.device), 'batch_size': 1})
         prob = torch.softmax(logits.float(), dim=1)

@@ -126,7 +126,7 @@ class SampleNet(nn.Module):
         self._init_head()
 
     @torch.no_grad()
-    def _init_head(self, radius: float = 0.7) -> None:
+    def _init_head(self, radius: float = 1.0) -> None:
         """Start from a spread-out sample: bias = M points of the ball, in farthest-point order, small weights.
 
         Our choice (the published head starts from the default init, every point near the origin): with few

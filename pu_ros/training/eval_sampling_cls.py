@@ -84,6 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--sizes', default='32,64,128', help='comma-separated M values')
     parser.add_argument('--draws', type=int, default=8, help='random 1024-point subsets per test shape')
     parser.add_argument('--split', default='test', choices=['test', 'train'])
+    parser.add_argument('--seen-classes-only', action='store_true',
+                        help='keep only shapes whose class has at least one TRAIN-split shape under --data')
     parser.add_argument('--csv', default=None, help='also write the table as CSV here')
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
 
@@ -111,6 +113,9 @@ def run(args) -> int:
                 raise ValueError(f'{c} is not a classification-setting (whole-cloud) SampleNet')
             models.append((model, model.net.cfg))
         shapes = load_modelnet(args.data, args.split)
+        if args.seen_classes_only:
+            seen = {s.label for s in load_modelnet(args.data, 'train')}
+            shapes = [s for s in shapes if s.label in seen]
         if not shapes:
             raise FileNotFoundError(f'no {args.split} shapes under {args.data}')
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
@@ -119,7 +124,8 @@ def run(args) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     res = evaluate(shapes, task_net, models, sizes, args.draws, 1024, device)
     n = len(shapes) * args.draws
-    print(f'# PointNet accuracy on {len(shapes)} {args.split} shapes x {args.draws} draws = {n} clouds; '
+    subset = ' (classes seen in training only)' if args.seen_classes_only else ''
+    print(f'# PointNet accuracy on {len(shapes)} {args.split} shapes{subset} x {args.draws} draws = {n} clouds; '
           f'all 1024 points: {res[("full", 1024)]:.3f}')
     methods = ['samplenet', 'fps', 'random']
     print(f'{"M":>6} ' + ' '.join(f'{m:>10}' for m in methods))

@@ -24,6 +24,9 @@ COMMANDS = [
      'self-training: confident predictions of unlabelled scans as .label files'),
     (('eval', 'sim2real'), 'pu_ros.training.sim2real', 'train on synthetic scans only, evaluate on real ones'),
     (('eval', 'robustness'), 'pu_ros.training.robustness', 'segmentation mIoU under 8 LiDAR corruptions x 3 levels'),
+    (('train', 'sampling'), 'pu_ros.training.train_sampling', 'train SampleNet (classification or LiDAR setting)'),
+    (('eval', 'sampling'), 'pu_ros.training.eval_sampling', 'SampleNet vs FPS/random/voxel: propagated mIoU by ratio'),
+    (('eval', 'sampling-cls'), 'pu_ros.training.eval_sampling_cls', 'SampleNet vs FPS/random: accuracy by M'),
 ]
 
 

@@ -78,3 +78,17 @@ def test_fps_completion_from_seeds_and_batch():
         np.testing.assert_array_equal(idx[b], fps_naive(pts[b], 10, seeds[b].tolist()))
     with pytest.raises(ValueError, match='m=121'):
         farthest_point_sample(torch.from_numpy(pts), 121)
+
+
+def test_fps_rows_with_different_numbers_of_seeds():
+    rng = np.random.default_rng(3)
+    pts = rng.normal(size=(3, 60, 3)).astype(np.float32)
+    sel = np.array([[5, 9, 0, 0], [7, 0, 0, 0], [1, 2, 3, 4]])
+    counts = np.array([2, 1, 4])
+    out = farthest_point_sample(torch.from_numpy(pts), 7, selected=torch.from_numpy(sel),
+                                num_selected=torch.from_numpy(counts)).numpy()
+    for b in range(3):
+        np.testing.assert_array_equal(out[b], fps_naive(pts[b], 7, sel[b, :counts[b]].tolist()))
+    with pytest.raises(ValueError):
+        farthest_point_sample(torch.from_numpy(pts), 7, selected=torch.from_numpy(sel),
+                              num_selected=torch.tensor([0, 1, 1]))

@@ -5,7 +5,7 @@ Importing this package loads neither torch nor spconv; they load when an inferen
 
 from __future__ import annotations
 
-__all__ = ['SegmentationResult', 'Segmenter', 'SegmenterConfig']
+__all__ = ['SampleResult', 'Sampler', 'SamplerConfig', 'SegmentationResult', 'Segmenter', 'SegmenterConfig']
 
 
 def __getattr__(name):
@@ -13,4 +13,8 @@ def __getattr__(name):
         from pu_ros.inference import segmenter
 
         return getattr(segmenter, name)
+    if name in ('Sampler', 'SamplerConfig', 'SampleResult'):
+        from pu_ros.inference import sampler
+
+        return getattr(sampler, name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

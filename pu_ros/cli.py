@@ -19,6 +19,9 @@ COMMANDS = [
     (('demo',), 'pu_ros.demo', 'run the main job on the embedded default data'),
     (('train', 'segmentation'), 'pu_ros.training.train_segmentation', 'train the 2DPASS-style segmentation network'),
     (('eval', 'segmentation'), 'pu_ros.training.eval_segmentation', 'evaluate a segmentation checkpoint'),
+    (('upsample',), 'pu_ros.inference.upsample_cli', 'upsample a point cloud file with PU-Flow (.xyz/.ply/.npy/.bin)'),
+    (('convert-weights', 'puflow'), 'pu_ros.networks.upsampling.weights',
+     'convert published PU-Flow weights (puflow-x4-*.pt) to our checkpoint format'),
 ]
 
 

@@ -54,8 +54,10 @@ class ActNorm(nn.Module):
     @torch.no_grad()
     def _initialize(self, x: torch.Tensor) -> None:
         flat = x.reshape(-1, x.shape[-1])
-        self.bias.copy_(-flat.mean(0).view_as(self.bias))
-        self.log_scale.copy_(-torch.log(flat.std(0) + self.eps).view_as(self.log_scale))
+        log_scale = -torch.log(flat.std(0) + self.eps)
+        self.log_scale.copy_(log_scale.view_as(self.log_scale))
+        # zero mean after scaling (the reference sets bias = -mean, which centres only unit-variance data)
+        self.bias.copy_((-flat.mean(0) * torch.exp(log_scale)).view_as(self.bias))
         self.initialized.fill_(1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

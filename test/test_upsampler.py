@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pu_ros.data.cloud_files import CloudFileError, read_cloud, write_cloud
-from pu_ros.inference.patching import child_counts, covering_patches, midpoint_upsample, normalize_patches, owner_slots
+from pu_ros.inference.patching import child_counts, covering_patches, midpoint_upsample, normalize_patches, seed_weights
 from pu_ros.inference.upsampler import Upsampler, UpsamplerConfig
 from pu_ros.networks.checkpoint import save_checkpoint
 from pu_ros.networks.upsampling import PUFlow, PUFlowConfig
@@ -68,7 +68,7 @@ def test_missing_default_weights_is_a_clear_error(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize('ratio,strategy,merge', [(2, 'auto', 'parent'), (3, 'weights', 'fps'),
-                                                  (7, 'iterate', 'parent'), (16, 'auto', 'parent')])
+                                                  (7, 'iterate', 'parent'), (16, 'auto', 'parent'), (4, 'auto', 'fps')])
 def test_exact_count_for_any_ratio(small_weights, ratio, strategy, merge):
     pts = _surface(300)
     up = Upsampler(weights=str(small_weights), ratio=ratio, strategy=strategy, merge=merge, device='cpu',
@@ -125,11 +125,8 @@ def test_patch_helpers():
     idx, d2 = covering_patches(xyz, 100, 1.0)
     assert idx.shape[1] == 100 and torch.unique(idx).numel() == 1000          # every point is covered
     assert torch.all(d2[:, 0] == 0) and torch.all(d2[:, 1:] >= d2[:, :-1])    # seed first, sorted by distance
-    own = owner_slots(idx, d2, 1000)
-    assert torch.equal(idx.flatten()[own], torch.arange(1000))
-    # the owner is the patch where the point is nearest to the seed
-    best = torch.full((1000,), float('inf')).scatter_reduce(0, idx.flatten(), d2.flatten(), 'amin')
-    assert torch.equal(d2.flatten()[own], best)
+    w = seed_weights(d2)
+    assert torch.all(w[:, 0] > 1.0) and torch.all(w > 0) and torch.all(w[:, 1:] <= w[:, :-1])
     c = child_counts(1000, 2345, 3, 'cpu')
     assert int(c.sum()) == 2345 and int(c.max()) <= 3 and int(c.min()) >= 2
     norm, centroid, radius = normalize_patches(xyz[idx[:4]])

@@ -58,26 +58,17 @@ def normalize_patches(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return centred / radius, centroid, radius
 
 
-def owner_slots(idx: torch.Tensor, dist2: torch.Tensor, n: int) -> torch.Tensor:
-    """For every point, the (patch, slot) where it is closest to the patch seed (its most central context).
+def seed_weights(dist2: torch.Tensor) -> torch.Tensor:
+    """Blending weight of every patch slot: 1 at the seed, falling linearly to ~0 at the patch border.
 
     Args:
-        idx: (S, P) patch point indices.
-        dist2: (S, P) squared distance of each to its seed.
-        n: number of points (all covered).
+        dist2: (S, P) squared distances of the patch points to their seed, ascending per row.
 
     Returns:
-        (N,) int64 flat positions ``s * P + slot`` into ``idx``.
+        (S, P) weights in (0, 1].
     """
-    flat_pt, flat_d = idx.flatten(), dist2.flatten()
-    order = torch.argsort(flat_d, stable=True)
-    order = order[torch.argsort(flat_pt[order], stable=True)]  # grouped by point, nearest-to-seed first
-    sorted_pt = flat_pt[order]
-    first = torch.ones_like(sorted_pt, dtype=torch.bool)
-    first[1:] = sorted_pt[1:] != sorted_pt[:-1]
-    owner = torch.empty(n, dtype=torch.int64, device=idx.device)
-    owner[sorted_pt[first]] = order[first]
-    return owner
+    r = dist2.clamp_min(0).sqrt()
+    return (1.0 - r / r[:, -1:].clamp_min(1e-12)).clamp_min(0.0) + 1e-3
 
 
 def child_counts(n: int, target: int, ratio: int, device) -> torch.Tensor:

@@ -9,11 +9,12 @@ Whole clouds of any size are processed by patches: farthest-point seeds, kNN pat
 
 * ``merge='fps'`` (the reference's way): all generated points plus the input patches are pooled, farthest point
   sampling keeps N·R + a few, and the points farthest from the input are dropped as outliers;
-* ``merge='parent'`` (scales to LiDAR scans): every input point keeps the R children generated for it in the patch
-  where it is most central; a child farther from its parent than ``outlier_factor`` times the parent's
-  ``interp_k``-th neighbour distance is an outlier and is replaced by the midpoint towards the parent's nearest
-  neighbour;
-* ``'auto'``: fps up to ``fps_max_points`` output points, parent above.
+* ``merge='parent'`` (scales to LiDAR scans): child r of input point i (the r-th learned weight set) is predicted by
+  every patch containing i; the predictions are blended with weights falling from 1 at the patch seed to ~0 at its
+  border (a test-time ensemble over overlapping patches), so every input point has exactly R children; a child
+  farther from its parent than ``outlier_factor`` times the parent's ``interp_k``-th neighbour distance is an
+  outlier and is replaced by the midpoint towards the parent's nearest neighbour (the default: fast, and as good
+  as or better than fps on the PU-GAN parity shapes, see models/README.md).
 
 Ratios: the published network was trained for ×4, but predicts 32 weight sets. ``strategy='weights'`` uses R sets
 in one pass; ``'iterate'`` runs passes of the trained ratio (the last one smaller, trimmed to exactly N·R);
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pu_ros.inference.patching import child_counts, covering_patches, midpoint_upsample, normalize_patches, owner_slots
+from pu_ros.inference.patching import child_counts, covering_patches, midpoint_upsample, normalize_patches, seed_weights
 from pu_ros.ops.device import resolve_device
 from pu_ros.ops.neighbors import farthest_point_sample, knn_points
 
@@ -53,12 +54,10 @@ class UpsamplerConfig:
     strategy: str = field(default='auto', metadata={
         'help': 'ratios above the trained one: learned weight sets or iterated passes',
         'choices': ('auto', 'weights', 'iterate')})
-    merge: str = field(default='auto', metadata={'help': 'how patch outputs are merged to N*ratio points',
-                                                 'choices': ('auto', 'fps', 'parent')})
+    merge: str = field(default='parent', metadata={'help': 'how patch outputs are merged to N*ratio points',
+                                                   'choices': ('parent', 'fps')})
     patch_overlap: float = field(default=2.0, metadata={'help': 'about how many patches cover each point',
                                                         'range': (1.0, 8.0)})
-    fps_max_points: int = field(default=16384, metadata={
-        'help': "merge='auto' uses FPS up to this many output points", 'range': (0, 1_000_000)})
     outlier_factor: float = field(default=2.0, metadata={
         'help': "merge='parent': child/parent distance beyond this x the neighbourhood radius is an outlier",
         'range': (0.5, 100.0)})
@@ -148,11 +147,6 @@ class Upsampler:
             return torch.cat([xyz, pts[nearest, 3:]], dim=1)
 
     # --- one pass -----------------------------------------------------------------------------------------
-    def _merge_mode(self, target: int) -> str:
-        if self.config.merge != 'auto':
-            return self.config.merge
-        return 'fps' if target <= self.config.fps_max_points else 'parent'
-
     def _run_patches(self, xyz, idx, ratio: int, keep=None):
         """Network output of every patch, de-normalised.
 
@@ -185,24 +179,26 @@ class Upsampler:
         n = xyz.shape[0]
         p = min(int(self.config.patch_size), n)
         idx, dist2 = covering_patches(xyz, p, float(self.config.patch_overlap))
-        if self._merge_mode(target) == 'fps':
+        if self.config.merge == 'fps':
             dense = self._run_patches(xyz, idx, ratio)                        # (S, P*R, 3)
             pool = torch.cat([dense.reshape(-1, 3), xyz[idx].reshape(-1, 3)])
             n_out = min(max(24, target // 256), pool.shape[0] - target)
             chosen = pool[farthest_point_sample(pool, target + n_out)]
             d = knn_points(chosen[None], xyz[None], 1)[0][0, :, 0]
             return chosen[torch.argsort(d)[:target]]
-        owner = owner_slots(idx, dist2, n)                                   # (N,) flat s*P + slot
-        owner_patch = owner // p
-        children = xyz.new_empty((n, ratio, 3))
+        weight = seed_weights(dist2)                                          # (S, P)
+        sums = xyz.new_zeros((n, ratio, 3))
+        total = xyz.new_zeros(n)
 
         def keep(s0, dense):
             b = dense.shape[0]
-            mine = torch.nonzero((owner_patch >= s0) & (owner_patch < s0 + b)).flatten()
-            slots = owner[mine] - s0 * p                                      # flat (patch in batch)*P + slot
-            children[mine] = dense.reshape(b * p, ratio, 3)[slots]
+            w = weight[s0:s0 + b].reshape(-1)
+            rows = idx[s0:s0 + b].reshape(-1)
+            sums.index_add_(0, rows, dense.reshape(b * p, ratio, 3) * w[:, None, None])
+            total.index_add_(0, rows, w)
 
         self._run_patches(xyz, idx, ratio, keep)
+        children = sums / total[:, None, None]
         k = min(self.model.config.interp_k, n - 1)
         nd2, nidx = knn_points(xyz[None], xyz[None], k + 1)
         radius = nd2[0, :, -1].sqrt()                                         # (N,) distance to k-th neighbour

@@ -72,3 +72,24 @@ def test_densify_helpers():
     src = np.array([[0, 0, 0], [10, 0, 0]], np.float32)
     np.testing.assert_array_equal(labels_to(src, np.array([3, 7]), np.array([[1, 0, 0], [9, 1, 0]], np.float32)),
                                   [3, 7])
+
+
+def test_merge_tables(tmp_path, capsys):
+    from pu_ros.cli import main
+    from pu_ros.training.eval_upsampling import KEYS
+
+    def write(path, model, cd):
+        rows = [dict(zip(KEYS, [model, 'x4', m, 2048, 8192, cd, 1.0, 2.0, 0.5, 0.1, 10.0])) for m in ('a', 'mean')]
+        with open(path, 'w', newline='') as fh:
+            w = csv.DictWriter(fh, fieldnames=KEYS)
+            w.writeheader()
+            w.writerows(rows)
+
+    write(tmp_path / 'one.csv', 'flow', 0.25)
+    write(tmp_path / 'two.csv', 'mlp', 0.75)
+    assert main(['eval', 'upsampling', '--merge', str(tmp_path / 'one.csv'), str(tmp_path / 'two.csv'),
+                 '--out', str(tmp_path / 'm')]) == 0
+    md = (tmp_path / 'm' / 'table.md').read_text()
+    assert '| condition | flow | mlp |' in md and '0.250 / 1.00 / 2.00' in md and '0.750 / 1.00 / 2.00' in md
+    assert main(['eval', 'upsampling', '--merge', str(tmp_path / 'missing.csv')]) == 2
+    assert main(['eval', 'upsampling', '--weights', 'x.pt']) == 2

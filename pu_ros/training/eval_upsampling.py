@@ -265,9 +265,11 @@ def markdown(records: list[dict], meshes: list[str]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``pu-ros eval upsampling``."""
-    parser.add_argument('--weights', action='append', required=True, metavar='W',
+    parser.add_argument('--weights', action='append', default=[], metavar='W',
                         help='PU-Flow weights (ours or a published puflow-x4-*.pt); repeat to compare')
-    parser.add_argument('--meshes', required=True, metavar='DIR', help='folder of .off meshes (PU-GAN test set)')
+    parser.add_argument('--meshes', default=None, metavar='DIR', help='folder of .off meshes (PU-GAN test set)')
+    parser.add_argument('--merge', nargs='+', default=None, metavar='CSV',
+                        help='no evaluation: combine table.csv files of earlier runs into OUT/table.{csv,md}')
     parser.add_argument('--ratio', action='append', type=int, default=None, help='ratios (default 4 and 16)')
     parser.add_argument('--inputs', default=None, help='folder of shipped 2048-point inputs (default MESHES/../input)')
     parser.add_argument('--out', default='runs/eval_upsampling', help='output folder (CSV, Markdown, PNG, cache)')
@@ -287,6 +289,11 @@ def run(args) -> int:
     from pu_ros.data.meshes import MeshFormatError, list_meshes, read_points
     from pu_ros.ops.device import device_name, resolve_device
 
+    if args.merge:
+        return merge_tables(args.merge, Path(args.out))
+    if not args.weights or not args.meshes:
+        print('pu-ros eval upsampling: --weights and --meshes are required (or --merge CSV ...)', file=sys.stderr)
+        return 2
     try:
         device = resolve_device(args.device)
         paths = list_meshes(args.meshes)
@@ -325,17 +332,50 @@ def run(args) -> int:
         return 2
     records = evaluate(models, meshes, rows, device, extra, progress=not args.no_progress,
                        renders=out / 'renders')
-    out.mkdir(parents=True, exist_ok=True)
-    keys = ['model', 'row', 'mesh', 'n_in', 'n_out', 'cd', 'hd', 'p2f', 'p2f_std', 'time_s', 'peak_mib']
-    with open(out / 'table.csv', 'w', newline='') as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(records)
+    _write_csv(records, out)
     md = markdown(records, [m.name for m in meshes])
     md += f'\nDevice: {device_name(device)}. Command: `pu-ros eval upsampling {" ".join(sys.argv[3:])}`\n'
     (out / 'table.md').write_text(md)
     print(md)
     print(f'wrote {out / "table.csv"}, {out / "table.md"} and {out / "renders"}/*.png')
+    return 0
+
+
+KEYS = ['model', 'row', 'mesh', 'n_in', 'n_out', 'cd', 'hd', 'p2f', 'p2f_std', 'time_s', 'peak_mib']
+
+
+def _write_csv(records: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / 'table.csv', 'w', newline='') as fh:
+        w = csv.DictWriter(fh, fieldnames=KEYS)
+        w.writeheader()
+        w.writerows(records)
+
+
+def merge_tables(paths: list[str], out: Path) -> int:
+    """Combine the ``table.csv`` of several runs (same meshes) into ``out/table.csv`` and ``out/table.md``."""
+    records = []
+    for p in paths:
+        try:
+            with open(p, newline='') as fh:
+                for r in csv.DictReader(fh):
+                    for k in ('cd', 'hd', 'p2f', 'p2f_std', 'time_s', 'peak_mib'):
+                        r[k] = float(r[k]) if r.get(k) not in (None, '') else ''
+                    records.append(r)
+        except OSError as exc:
+            print(f'pu-ros eval upsampling: cannot read {p}: {exc.strerror}', file=sys.stderr)
+            return 2
+    seen, unique = set(), []
+    for r in records:  # the first file wins for a repeated (model, row, mesh)
+        key = (r['model'], r['row'], r['mesh'])
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    _write_csv(unique, out)
+    meshes = sorted({r['mesh'] for r in unique if r['mesh'] != 'mean'})
+    md = markdown(unique, meshes) + f'\nMerged from: {", ".join(paths)}\n'
+    (out / 'table.md').write_text(md)
+    print(md)
     return 0
 
 

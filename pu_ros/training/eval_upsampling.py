@@ -119,12 +119,16 @@ class Model:
 
 
 def _rows(ratios: list[int], quick: bool) -> list[dict]:
-    rows = [{'row': f'x{r}', 'ratio': r, 'n': 2048, 'noise': 0.0, 'k': None, 'kind': 'poisson'} for r in ratios]
-    rows += [{'row': f'noise {p}%', 'ratio': 4, 'n': 2048, 'noise': p, 'k': None, 'kind': 'poisson'} for p in NOISE]
-    rows += [{'row': f'n={n}', 'ratio': 4, 'n': n, 'noise': 0.0, 'k': None, 'kind': 'poisson'}
-             for n in (SIZES[:1] + SIZES[2:] if quick else SIZES)]
-    rows.append({'row': 'non-uniform', 'ratio': 4, 'n': 2048, 'noise': 0.0, 'k': None, 'kind': 'nonuniform'})
-    rows += [{'row': f'K={k}', 'ratio': 4, 'n': 2048, 'noise': 0.0, 'k': k, 'kind': 'poisson'} for k in KS]
+    """The table's rows, most informative first (a run stopped early keeps the first ones)."""
+    base = {'ratio': 4, 'n': 2048, 'noise': 0.0, 'k': None, 'kind': 'poisson'}
+    rows = [{**base, 'row': f'x{r}', 'ratio': r} for r in ratios]
+    rows.append({**base, 'row': 'noise 1.0%', 'noise': 1.0})
+    rows.append({**base, 'row': 'non-uniform', 'kind': 'nonuniform'})
+    rows.append({**base, 'row': f'n={SIZES[0]}', 'n': SIZES[0]})
+    rows.append({**base, 'row': f'K={KS[0]}', 'k': KS[0]})
+    rows += [{**base, 'row': f'noise {p}%', 'noise': p} for p in NOISE if p != 1.0]
+    rows += [{**base, 'row': f'n={n}', 'n': n} for n in (SIZES[2:] if quick else SIZES[1:])]
+    rows += [{**base, 'row': f'K={k}', 'k': k} for k in KS[1:]]
     return rows
 
 
@@ -169,8 +173,12 @@ class MeshData:
 
 
 def evaluate(models: list[Model], meshes: list[MeshData], rows: list[dict], device: str, extra_outputs=None,
-             progress: bool = True, renders: Path | None = None) -> list[dict]:
-    """Run every model on every row and mesh; returns CSV records (per mesh, and ``mesh='mean'``)."""
+             progress: bool = True, renders: Path | None = None, partial: Path | None = None) -> list[dict]:
+    """Run every model on every row and mesh; returns CSV records (per mesh, and ``mesh='mean'``).
+
+    With ``partial`` (a folder), ``table.csv`` there is rewritten after every (row, model), so an interrupted run
+    leaves its completed rows (``--merge`` turns them into a table).
+    """
     import torch
     from tqdm import tqdm
 
@@ -180,8 +188,20 @@ def evaluate(models: list[Model], meshes: list[MeshData], rows: list[dict], devi
     total = len(models) * len(meshes) * len(rows)
     bar = tqdm(total=total, desc='eval', file=sys.stderr, disable=not progress)
     shown: dict = {}
-    for model in models:
-        for row in rows:
+    for name, arr in (extra_outputs or {}).items():  # PU-GAN's shipped x4 outputs: the x4 row only
+        per = []
+        for md in meshes:
+            if md.name in arr:
+                m = evaluate_set(arr[md.name], md.gt(2048 * 4), md.mesh)
+                rec = {'model': name, 'row': 'x4', 'mesh': md.name, 'n_in': 2048, 'n_out': len(arr[md.name]),
+                       **{k: round(v, 4) for k, v in m.items()}, 'time_s': '', 'peak_mib': ''}
+                records.append(rec)
+                per.append(rec)
+                shown.setdefault(md.name, {})[name] = arr[md.name]
+        if per:
+            records.append(_mean_record(name, 'x4', per))
+    for row in rows:  # row-major: a run stopped early still has complete rows (see ``partial``)
+        for model in models:
             if row['k'] and model.up is None:
                 bar.update(len(meshes))
                 continue
@@ -203,31 +223,21 @@ def evaluate(models: list[Model], meshes: list[MeshData], rows: list[dict], devi
                        **{k: round(v, 4) for k, v in m.items()}, 'time_s': round(dt, 3), 'peak_mib': round(peak, 1)}
                 records.append(rec)
                 per.append(rec)
-                if renders is not None and row['row'] == 'x4' and len(shown.setdefault(md.name, {})) < 8:
+                if renders is not None and row['row'] == 'x4' and len(shown.setdefault(md.name, {})) < 9:
                     shown[md.name].setdefault('input', inp)
                     shown[md.name][model.name] = out
                     shown[md.name].setdefault('ground truth', gt)
                 bar.update(1)
             records.append(_mean_record(model.name, row['row'], per))
-    bar.close()
-    for name, arr in (extra_outputs or {}).items():  # PU-GAN's shipped x4 outputs: the x4 row only
-        per = []
-        for md in meshes:
-            if md.name in arr:
-                m = evaluate_set(arr[md.name], md.gt(2048 * 4), md.mesh)
-                rec = {'model': name, 'row': 'x4', 'mesh': md.name, 'n_in': 2048, 'n_out': len(arr[md.name]),
-                       **{k: round(v, 4) for k, v in m.items()}, 'time_s': '', 'peak_mib': ''}
-                records.append(rec)
-                per.append(rec)
-                if renders is not None and md.name in shown:
-                    shown[md.name][name] = arr[md.name]
-        if per:
-            records.append(_mean_record(name, 'x4', per))
-    if renders is not None:
-        from pu_ros.training.render import render_grid
+            if partial is not None:
+                _write_csv(records, partial)
+        if row['row'] == 'x4' and renders is not None:
+            from pu_ros.training.render import render_grid
 
-        for mesh_name, sets in shown.items():
-            render_grid(sets, renders / f'{mesh_name}_x4.png')
+            for mesh_name, sets in shown.items():
+                if 'input' in sets:
+                    render_grid({'input': sets.pop('input'), **sets}, renders / f'{mesh_name}_x4.png')
+    bar.close()
     return records
 
 
@@ -331,7 +341,7 @@ def run(args) -> int:
         print(f'pu-ros eval upsampling: no row matches --only {args.only}', file=sys.stderr)
         return 2
     records = evaluate(models, meshes, rows, device, extra, progress=not args.no_progress,
-                       renders=out / 'renders')
+                       renders=out / 'renders', partial=out)
     _write_csv(records, out)
     md = markdown(records, [m.name for m in meshes])
     md += f'\nDevice: {device_name(device)}. Command: `pu-ros eval upsampling {" ".join(sys.argv[3:])}`\n'

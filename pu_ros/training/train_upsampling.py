@@ -136,7 +136,7 @@ def train(cfg: dict, out: str | Path, resume: str | None = None, device: str | N
     from pu_ros.networks import checkpoint as ckpt_io
     from pu_ros.networks.upsampling import PUFlow, PUFlowConfig
     from pu_ros.ops.device import device_name
-    from pu_ros.training.distributed import barrier, cleanup, init_distributed
+    from pu_ros.training.distributed import all_reduce_sum, barrier, cleanup, init_distributed
     from pu_ros.training.metrics_upsampling import chamfer_distance
     from pu_ros.training.upsampling_data import PatchPool, sample_batch
 
@@ -244,8 +244,10 @@ def train(cfg: dict, out: str | Path, resume: str | None = None, device: str | N
                 writer.add_scalar('train/lr', scheduler.get_last_lr()[0], step)
         if step % int(t['checkpoint_interval']) == 0 and step < max_steps:
             save(out / 'last.pt')
-        if float(t['max_wall_s']) and time.time() - started > float(t['max_wall_s']):
-            break  # same decision on every rank is not guaranteed under DDP: use max_wall_s single-process only
+        if float(t['max_wall_s']):
+            stop = torch.tensor([float(time.time() - started > float(t['max_wall_s']))], device=dev)
+            if float(all_reduce_sum(stop, info)[0]) > 0:  # every rank stops at the same step
+                break
     bar.close()
     path = save(out / 'last.pt')
     if writer is not None:

@@ -120,6 +120,22 @@ def test_bad_inputs(small_weights):
         up.upsample(np.zeros((10,), np.float32))
 
 
+@pytest.mark.parametrize('merge', ['parent', 'fps'])
+def test_non_finite_network_output_is_replaced(small_weights, monkeypatch, merge):
+    up = Upsampler(weights=str(small_weights), ratio=4, device='cpu', patch_size=64, merge=merge)
+    real = up.model.upsample
+
+    def broken(points, ratio):
+        out = real(points, ratio)
+        out[0, :5] = float('nan')
+        out[-1, -3:] = float('inf')
+        return out
+
+    monkeypatch.setattr(up.model, 'upsample', broken)
+    out = up.upsample(_surface(200, seed=6))
+    assert out.shape == (800, 3) and np.isfinite(out).all()
+
+
 def test_patch_helpers():
     xyz = torch.from_numpy(_surface(1000, seed=3))
     idx, d2 = covering_patches(xyz, 100, 1.0)
@@ -196,8 +212,7 @@ def test_cli_errors(tmp_path, small_weights, capsys):
 def test_x16_object_and_x4_scan_on_cpu(full_weights):
     """The issue's scale check with the full-size network (random weights): x16 of 2048 points, x4 of a 35k scan."""
     obj = _surface(2048, seed=4)
-    # patch_overlap 1: the least work that still covers every point (default 2)
-    out = Upsampler(weights=str(full_weights), ratio=16, device='cpu', patch_overlap=1.0).upsample(obj)
+    out = Upsampler(weights=str(full_weights), ratio=16, device='cpu').upsample(obj)
     assert out.shape == (2048 * 16, 3) and np.isfinite(out).all()
     rng = np.random.default_rng(5)
     az = rng.uniform(-np.pi, np.pi, 35000)
@@ -206,5 +221,5 @@ def test_x16_object_and_x4_scan_on_cpu(full_weights):
     elev = np.deg2rad(-25 + ring * 28 / 31)
     scan = np.column_stack([rng_m * np.cos(elev) * np.cos(az), rng_m * np.cos(elev) * np.sin(az),
                             rng_m * np.sin(elev), rng.uniform(0, 1, 35000)]).astype(np.float32)
-    dense = Upsampler(weights=str(full_weights), ratio=4, device='cpu', patch_overlap=1.0).upsample(scan)
+    dense = Upsampler(weights=str(full_weights), ratio=4, device='cpu').upsample(scan)
     assert dense.shape == (140000, 4) and np.isfinite(dense).all()

@@ -182,6 +182,7 @@ class Upsampler:
         if self.config.merge == 'fps':
             dense = self._run_patches(xyz, idx, ratio)                        # (S, P*R, 3)
             pool = torch.cat([dense.reshape(-1, 3), xyz[idx].reshape(-1, 3)])
+            pool = pool[torch.isfinite(pool).all(1)]
             n_out = min(max(24, target // 256), pool.shape[0] - target)
             chosen = pool[farthest_point_sample(pool, target + n_out)]
             d = knn_points(chosen[None], xyz[None], 1)[0][0, :, 0]
@@ -203,7 +204,7 @@ class Upsampler:
         nd2, nidx = knn_points(xyz[None], xyz[None], k + 1)
         radius = nd2[0, :, -1].sqrt()                                         # (N,) distance to k-th neighbour
         off = (children - xyz[:, None]).norm(dim=-1)                          # (N, R)
-        bad = off > self.config.outlier_factor * radius[:, None]
+        bad = ~(off <= self.config.outlier_factor * radius[:, None])          # NaN/inf children count as bad
         if bool(bad.any()):
             mid = 0.5 * (xyz + xyz[nidx[0, :, 1]])                            # towards the nearest neighbour
             children = torch.where(bad[..., None], mid[:, None].expand_as(children), children)

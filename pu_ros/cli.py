@@ -27,6 +27,12 @@ COMMANDS = [
     (('train', 'sampling'), 'pu_ros.training.train_sampling', 'train SampleNet (classification or LiDAR setting)'),
     (('eval', 'sampling'), 'pu_ros.training.eval_sampling', 'SampleNet vs FPS/random/voxel: propagated mIoU by ratio'),
     (('eval', 'sampling-cls'), 'pu_ros.training.eval_sampling_cls', 'SampleNet vs FPS/random: accuracy by M'),
+    (('upsample',), 'pu_ros.inference.upsample_cli', 'upsample a point cloud file with PU-Flow (.xyz/.ply/.npy/.bin)'),
+    (('convert-weights', 'puflow'), 'pu_ros.networks.upsampling.weights',
+     'convert published PU-Flow weights (puflow-x4-*.pt) to our checkpoint format'),
+    (('train', 'upsampling'), 'pu_ros.training.train_upsampling', 'train PU-Flow (object patches or LiDAR scans)'),
+    (('eval', 'upsampling'), 'pu_ros.training.eval_upsampling', 'the PU-Flow evaluation table (CD, HD, P2F)'),
+    (('eval', 'densify'), 'pu_ros.training.eval_densify', 'sparse-LiDAR table: CD and mIoU after upsampling'),
 ]
 
 

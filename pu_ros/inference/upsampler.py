@@ -1,0 +1,220 @@
+"""Point cloud upsampling with PU-Flow: numpy in, numpy out (or torch on the device).
+
+>>> up = Upsampler(ratio=4, weights='puflow-x4-pugan.pt')   # our checkpoint or a published file
+>>> dense = up.upsample(points)                             # (N, 3 or 4) float32 -> (N*4, same C) float32
+
+Whole clouds of any size are processed by patches: farthest-point seeds, kNN patches of ``patch_size`` points
+(extra seeds until every point is covered), each normalised to the unit sphere, run through the network
+``batch_size`` patches at a time (this bounds memory), de-normalised and merged to exactly N·R points:
+
+* ``merge='fps'`` (the reference's way): all generated points plus the input patches are pooled, farthest point
+  sampling keeps N·R + a few, and the points farthest from the input are dropped as outliers;
+* ``merge='parent'`` (scales to LiDAR scans): child r of input point i (the r-th learned weight set) is predicted by
+  every patch containing i; the predictions are blended with weights falling from 1 at the patch seed to ~0 at its
+  border (a test-time ensemble over overlapping patches), so every input point has exactly R children; a child
+  farther from its parent than ``outlier_factor`` times the parent's ``interp_k``-th neighbour distance is an
+  outlier and is replaced by the midpoint towards the parent's nearest neighbour (the default: fast, and as good
+  as or better than fps on the PU-GAN parity shapes, see models/README.md).
+
+Ratios: the published network was trained for ×4, but predicts 32 weight sets. ``strategy='weights'`` uses R sets
+in one pass; ``'iterate'`` runs passes of the trained ratio (the last one smaller, trimmed to exactly N·R);
+``'auto'`` uses weights when R <= the trained ratio and iterates above it.
+
+An optional 4th column (intensity) is carried to every new point from its nearest input point. CUDA is used when
+present (``device='auto'``), else the CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+import math
+from pathlib import Path
+
+import numpy as np
+
+from pu_ros.inference.patching import child_counts, covering_patches, midpoint_upsample, normalize_patches, seed_weights
+from pu_ros.ops.device import resolve_device
+from pu_ros.ops.neighbors import farthest_point_sample, knn_points
+
+DEFAULT_MODEL = 'upsampling_puflow_lidar.pt'
+__all__ = ['Upsampler', 'UpsamplerConfig', 'midpoint_upsample', 'DEFAULT_MODEL']
+
+
+@dataclass
+class UpsamplerConfig:
+    """Settings of :class:`Upsampler` (ROS parameters / YAML keys ``upsampler.<field>``)."""
+
+    ratio: int = field(default=4, metadata={'help': 'output points per input point (N*ratio out)', 'range': (2, 16)})
+    weights: str = field(default='', metadata={
+        'help': "PU-Flow weights (ours or a published puflow-x4-*.pt); '' = models/upsampling_puflow_lidar.pt"})
+    patch_size: int = field(default=256, metadata={'help': 'points per patch', 'range': (32, 4096)})
+    batch_size: int = field(default=32, metadata={'help': 'patches per forward pass (bounds memory)',
+                                                  'range': (1, 4096)})
+    device: str = field(default='auto', metadata={'help': 'torch device', 'choices': ('auto', 'cpu', 'cuda')})
+    strategy: str = field(default='auto', metadata={
+        'help': 'ratios above the trained one: learned weight sets or iterated passes',
+        'choices': ('auto', 'weights', 'iterate')})
+    merge: str = field(default='parent', metadata={'help': 'how patch outputs are merged to N*ratio points',
+                                                   'choices': ('parent', 'fps')})
+    patch_overlap: float = field(default=2.0, metadata={'help': 'about how many patches cover each point',
+                                                        'range': (1.0, 8.0)})
+    outlier_factor: float = field(default=2.0, metadata={
+        'help': "merge='parent': child/parent distance beyond this x the neighbourhood radius is an outlier",
+        'range': (0.5, 100.0)})
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            lo_hi, choices = f.metadata.get('range'), f.metadata.get('choices')
+            if lo_hi and not lo_hi[0] <= value <= lo_hi[1]:
+                raise ValueError(f'upsampler.{f.name}={value} outside {lo_hi}')
+            if choices and value not in choices:
+                raise ValueError(f'upsampler.{f.name}={value!r} not one of {choices}')
+
+
+def default_weights_path() -> Path:
+    """models/upsampling_puflow_lidar.pt (FileNotFoundError with a clear message when missing)."""
+    from pu_ros.resources import share_dirs
+
+    for base in share_dirs():
+        if (base / 'models' / DEFAULT_MODEL).is_file():
+            return base / 'models' / DEFAULT_MODEL
+    raise FileNotFoundError(
+        f'default upsampling weights models/{DEFAULT_MODEL} not found (train them with `pu-ros train upsampling`, '
+        'or pass weights=PATH, e.g. a published puflow-x4-*.pt)')
+
+
+class Upsampler:
+    """PU-Flow upsampling of whole point clouds (see the module docstring)."""
+
+    def __init__(self, config: UpsamplerConfig | None = None, **overrides):
+        from pu_ros.networks.upsampling.weights import load_puflow
+
+        self.config = cfg = replace(config or UpsamplerConfig(), **overrides)
+        self.device = resolve_device(cfg.device)
+        path = Path(cfg.weights) if cfg.weights else default_weights_path()
+        self.model, self.meta = load_puflow(path, map_location=self.device)
+        self.weights_path = path
+        self.trained_ratio = int(self.meta.get('trained_ratio', self.model.config.trained_ratio))
+
+    # --- ratio plan ---------------------------------------------------------------------------------------
+    def passes(self, ratio: int) -> list[int]:
+        """Per-pass ratios whose product reaches ``ratio`` (the last pass is trimmed to exactly N·ratio)."""
+        strategy = self.config.strategy
+        if strategy == 'auto':
+            strategy = 'weights' if ratio <= self.trained_ratio else 'iterate'
+        if strategy == 'weights' or ratio <= self.trained_ratio:
+            return [ratio]
+        plan, reached = [], 1
+        while reached * self.trained_ratio < ratio:
+            plan.append(self.trained_ratio)
+            reached *= self.trained_ratio
+        plan.append(math.ceil(ratio / reached))
+        return plan
+
+    # --- public API ---------------------------------------------------------------------------------------
+    def upsample(self, points: np.ndarray) -> np.ndarray:
+        """Points (N, 3) or (N, C>3, extra columns carried by nearest neighbour) -> (N*ratio, C) float32."""
+        import torch
+
+        arr = np.asarray(points, dtype=np.float32)
+        out = self.upsample_tensor(torch.from_numpy(np.ascontiguousarray(arr)).to(self.device))
+        return out.cpu().numpy()
+
+    def upsample_tensor(self, points):
+        """Points (N, C >= 3) tensor -> (N*ratio, C) float32 tensor on the upsampler's device."""
+        import torch
+
+        if points.dim() != 2 or points.shape[1] < 3:
+            raise ValueError(f'points must be (N, 3) or (N, C>3), got {tuple(points.shape)}')
+        pts = points.to(self.device, torch.float32)
+        if not bool(torch.isfinite(pts[:, :3]).all()):
+            raise ValueError('points contain NaN or inf coordinates')
+        ratio = int(self.config.ratio)
+        n = pts.shape[0]
+        if n == 0:
+            return pts.new_zeros((0, pts.shape[1]))
+        if n < self.model.config.k:
+            raise ValueError(f'need at least {self.model.config.k} points to upsample, got {n}')
+        with torch.inference_mode():
+            xyz = pts[:, :3].contiguous()
+            for r in self.passes(ratio):
+                target = min(xyz.shape[0] * r, n * ratio)
+                xyz = self._pass(xyz, r, target)
+            if pts.shape[1] == 3:
+                return xyz
+            nearest = knn_points(xyz[None], pts[None, :, :3], 1)[1][0, :, 0]
+            return torch.cat([xyz, pts[nearest, 3:]], dim=1)
+
+    # --- one pass -----------------------------------------------------------------------------------------
+    def _run_patches(self, xyz, idx, ratio: int, keep=None):
+        """Network output of every patch, de-normalised.
+
+        Args:
+            xyz: (N, 3) points.
+            idx: (S, P) patch indices.
+            ratio: R.
+            keep: optional callback ``keep(s0, dense (b, P*R, 3))`` consuming each batch (memory stays bounded);
+                without it the outputs are returned.
+
+        Returns:
+            (S, P*R, 3) when ``keep`` is None.
+        """
+        outs = []
+        bs = max(1, int(self.config.batch_size))
+        for s0 in range(0, idx.shape[0], bs):
+            patch = xyz[idx[s0:s0 + bs]]                                      # (b, P, 3)
+            norm, centroid, radius = normalize_patches(patch)
+            dense = self.model.upsample(norm, ratio) * radius + centroid     # (b, P*R, 3)
+            if keep is None:
+                outs.append(dense)
+            else:
+                keep(s0, dense)
+        return None if keep is not None else torch_cat(outs)
+
+    def _pass(self, xyz, ratio: int, target: int):
+        """One network pass: (N, 3) -> (target, 3) with N < target <= N*ratio."""
+        import torch
+
+        n = xyz.shape[0]
+        p = min(int(self.config.patch_size), n)
+        idx, dist2 = covering_patches(xyz, p, float(self.config.patch_overlap))
+        if self.config.merge == 'fps':
+            dense = self._run_patches(xyz, idx, ratio)                        # (S, P*R, 3)
+            pool = torch.cat([dense.reshape(-1, 3), xyz[idx].reshape(-1, 3)])
+            pool = pool[torch.isfinite(pool).all(1)]
+            n_out = min(max(24, target // 256), pool.shape[0] - target)
+            chosen = pool[farthest_point_sample(pool, target + n_out)]
+            d = knn_points(chosen[None], xyz[None], 1)[0][0, :, 0]
+            return chosen[torch.argsort(d)[:target]]
+        weight = seed_weights(dist2)                                          # (S, P)
+        sums = xyz.new_zeros((n, ratio, 3))
+        total = xyz.new_zeros(n)
+
+        def keep(s0, dense):
+            b = dense.shape[0]
+            w = weight[s0:s0 + b].reshape(-1)
+            rows = idx[s0:s0 + b].reshape(-1)
+            sums.index_add_(0, rows, dense.reshape(b * p, ratio, 3) * w[:, None, None])
+            total.index_add_(0, rows, w)
+
+        self._run_patches(xyz, idx, ratio, keep)
+        children = sums / total[:, None, None]
+        k = min(self.model.config.interp_k, n - 1)
+        nd2, nidx = knn_points(xyz[None], xyz[None], k + 1)
+        radius = nd2[0, :, -1].sqrt()                                         # (N,) distance to k-th neighbour
+        off = (children - xyz[:, None]).norm(dim=-1)                          # (N, R)
+        bad = ~(off <= self.config.outlier_factor * radius[:, None])          # NaN/inf children count as bad
+        if bool(bad.any()):
+            mid = 0.5 * (xyz + xyz[nidx[0, :, 1]])                            # towards the nearest neighbour
+            children = torch.where(bad[..., None], mid[:, None].expand_as(children), children)
+        counts = child_counts(n, target, ratio, xyz.device)
+        mask = torch.arange(ratio, device=xyz.device)[None] < counts[:, None]
+        return children[mask]
+
+
+def torch_cat(tensors):
+    """torch.cat imported lazily (this module stays importable without torch)."""
+    import torch
+
+    return torch.cat(tensors)

@@ -1,0 +1,225 @@
+"""Upsampler: exact N·R counts for any ratio, patching/merging helpers, attributes, errors, files and CLI."""
+
+from dataclasses import fields
+
+import numpy as np
+import pytest
+import torch
+
+from pu_ros.data.cloud_files import CloudFileError, read_cloud, write_cloud
+from pu_ros.inference.patching import child_counts, covering_patches, midpoint_upsample, normalize_patches, seed_weights
+from pu_ros.inference.upsampler import Upsampler, UpsamplerConfig
+from pu_ros.networks.checkpoint import save_checkpoint
+from pu_ros.networks.upsampling import PUFlow, PUFlowConfig
+
+SMALL = PUFlowConfig(k=8, interp_k=4, feat_channels=(16, 16, 32, 32, 32, 32), growth=(8, 8, 16, 16, 16, 16),
+                     cond_channels=(16, 16, 32, 32, 32, 32), hidden=16)
+
+
+def _checkpoint(path, config, seed=0):
+    torch.manual_seed(seed)
+    model = PUFlow(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        for b in model.blocks:
+            b.actnorm.initialized.fill_(1)
+    save_checkpoint(path, model.state_dict(), {'model': config.to_dict()}, {'trained_ratio': 4})
+    return path
+
+
+@pytest.fixture(scope='module')
+def small_weights(tmp_path_factory):
+    return _checkpoint(tmp_path_factory.mktemp('puflow') / 'small.pt', SMALL)
+
+
+@pytest.fixture(scope='module')
+def full_weights(tmp_path_factory):
+    """The full published architecture with random weights (no shared data needed)."""
+    return _checkpoint(tmp_path_factory.mktemp('puflow') / 'full.pt', PUFlowConfig())
+
+
+def _surface(n, seed=0):
+    """Points on a wavy sheet (a surface, like an object or a scan)."""
+    rng = np.random.default_rng(seed)
+    uv = rng.uniform(-1, 1, size=(n, 2))
+    z = 0.2 * np.sin(3 * uv[:, 0]) * np.cos(2 * uv[:, 1])
+    return np.column_stack([uv, z]).astype(np.float32)
+
+
+def test_config_metadata_and_validation():
+    for f in fields(UpsamplerConfig):
+        assert 'help' in f.metadata and ('range' in f.metadata or 'choices' in f.metadata or f.name == 'weights')
+    assert UpsamplerConfig().ratio == 4 and UpsamplerConfig().weights == '' and UpsamplerConfig().batch_size == 32
+    with pytest.raises(ValueError, match='upsampler.ratio=17'):
+        UpsamplerConfig(ratio=17)
+    with pytest.raises(ValueError, match='upsampler.merge'):
+        UpsamplerConfig(merge='nope')
+
+
+def test_missing_default_weights_is_a_clear_error(monkeypatch, tmp_path):
+    import pu_ros.resources
+
+    monkeypatch.setattr(pu_ros.resources, 'share_dirs', lambda: [tmp_path])
+    with pytest.raises(FileNotFoundError, match='upsampling_puflow_lidar.pt'):
+        Upsampler(device='cpu')
+    with pytest.raises(FileNotFoundError, match='nowhere.pt'):
+        Upsampler(weights=str(tmp_path / 'nowhere.pt'), device='cpu')
+
+
+@pytest.mark.parametrize('ratio,strategy,merge', [(2, 'auto', 'parent'), (3, 'weights', 'fps'),
+                                                  (7, 'iterate', 'parent'), (16, 'auto', 'parent'), (4, 'auto', 'fps')])
+def test_exact_count_for_any_ratio(small_weights, ratio, strategy, merge):
+    pts = _surface(300)
+    up = Upsampler(weights=str(small_weights), ratio=ratio, strategy=strategy, merge=merge, device='cpu',
+                   patch_size=64)
+    out = up.upsample(pts)
+    assert out.shape == (300 * ratio, 3) and out.dtype == np.float32 and np.isfinite(out).all()
+    # new points stay in the region of the input (the bounding box grown by 20 %)
+    lo, hi = pts.min(0), pts.max(0)
+    assert (out >= lo - 0.2 * (hi - lo)).all() and (out <= hi + 0.2 * (hi - lo)).all()
+
+
+def test_ratio_plan(small_weights):
+    up = Upsampler(weights=str(small_weights), device='cpu')
+    assert up.passes(3) == [3] and up.passes(4) == [4]
+    assert up.passes(16) == [4, 4] and up.passes(8) == [4, 2] and up.passes(6) == [4, 2]
+    up.config.strategy = 'weights'
+    assert up.passes(16) == [16]
+
+
+def test_intensity_follows_nearest_input_and_tensor_path(small_weights):
+    pts = _surface(300, seed=1)
+    cloud = np.column_stack([pts, np.arange(300, dtype=np.float32)])
+    up = Upsampler(weights=str(small_weights), ratio=3, device='cpu', patch_size=64)
+    out = up.upsample(cloud)
+    assert out.shape == (900, 4)
+    nearest = np.argmin(((out[:, None, :3] - pts[None]) ** 2).sum(-1), axis=1)
+    assert np.array_equal(out[:, 3], cloud[nearest, 3])
+    t = up.upsample_tensor(torch.from_numpy(cloud))
+    assert isinstance(t, torch.Tensor) and t.shape == (900, 4) and t.device.type == up.device.split(':')[0]
+
+
+def test_batch_size_does_not_change_the_result(small_weights):
+    pts = _surface(200, seed=2)
+    a = Upsampler(weights=str(small_weights), ratio=4, device='cpu', patch_size=32, batch_size=1).upsample(pts)
+    b = Upsampler(weights=str(small_weights), ratio=4, device='cpu', patch_size=32, batch_size=64).upsample(pts)
+    assert np.allclose(a, b, atol=1e-5)
+
+
+def test_bad_inputs(small_weights):
+    up = Upsampler(weights=str(small_weights), device='cpu')
+    assert up.upsample(np.zeros((0, 3), np.float32)).shape == (0, 3)
+    with pytest.raises(ValueError, match='at least'):
+        up.upsample(np.zeros((5, 3), np.float32))
+    bad = _surface(100)
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match='NaN'):
+        up.upsample(bad)
+    with pytest.raises(ValueError, match=r'\(N, 3\)'):
+        up.upsample(np.zeros((10,), np.float32))
+
+
+@pytest.mark.parametrize('merge', ['parent', 'fps'])
+def test_non_finite_network_output_is_replaced(small_weights, monkeypatch, merge):
+    up = Upsampler(weights=str(small_weights), ratio=4, device='cpu', patch_size=64, merge=merge)
+    real = up.model.upsample
+
+    def broken(points, ratio):
+        out = real(points, ratio)
+        out[0, :5] = float('nan')
+        out[-1, -3:] = float('inf')
+        return out
+
+    monkeypatch.setattr(up.model, 'upsample', broken)
+    out = up.upsample(_surface(200, seed=6))
+    assert out.shape == (800, 3) and np.isfinite(out).all()
+
+
+def test_patch_helpers():
+    xyz = torch.from_numpy(_surface(1000, seed=3))
+    idx, d2 = covering_patches(xyz, 100, 1.0)
+    assert idx.shape[1] == 100 and torch.unique(idx).numel() == 1000          # every point is covered
+    assert torch.all(d2[:, 0] == 0) and torch.all(d2[:, 1:] >= d2[:, :-1])    # seed first, sorted by distance
+    w = seed_weights(d2)
+    assert torch.all(w[:, 0] > 1.0) and torch.all(w > 0) and torch.all(w[:, 1:] <= w[:, :-1])
+    c = child_counts(1000, 2345, 3, 'cpu')
+    assert int(c.sum()) == 2345 and int(c.max()) <= 3 and int(c.min()) >= 2
+    norm, centroid, radius = normalize_patches(xyz[idx[:4]])
+    assert torch.allclose(norm.norm(dim=-1).amax(1), torch.ones(4)) and torch.allclose(norm.mean(1), torch.zeros(4, 3),
+                                                                                     atol=1e-6)
+    assert torch.allclose(norm * radius + centroid, xyz[idx[:4]], atol=1e-6)
+
+
+def test_midpoint_baseline():
+    xyz = torch.tensor([[0., 0, 0], [1, 0, 0], [0, 2, 0], [5, 5, 5]])
+    out = midpoint_upsample(xyz, 3, k=2)
+    assert out.shape == (12, 3)
+    assert torch.equal(out[0], xyz[0]) and torch.allclose(out[1], torch.tensor([0.5, 0, 0]))
+    assert midpoint_upsample(xyz[None], 5, k=2).shape == (1, 20, 3)
+
+
+@pytest.mark.parametrize('suffix', ['.xyz', '.ply', '.npy', '.bin'])
+def test_cloud_files_round_trip(tmp_path, suffix):
+    pts = np.column_stack([_surface(50), np.linspace(0, 1, 50, dtype=np.float32)])
+    back = read_cloud(write_cloud(tmp_path / f'c{suffix}', pts))
+    assert back.shape == (50, 4) and np.allclose(back, pts, atol=1e-6)
+
+
+def test_ascii_ply_and_bad_files(tmp_path):
+    p = tmp_path / 'a.ply'
+    p.write_text('ply\nformat ascii 1.0\ncomment hi\nelement vertex 2\nproperty float x\nproperty float y\n'
+                 'property float z\nproperty uchar red\nend_header\n1 2 3 255\n4 5 6 0\n')
+    assert np.array_equal(read_cloud(p), np.array([[1, 2, 3], [4, 5, 6]], np.float32))
+    (tmp_path / 'b.ply').write_text('ply\nformat binary_big_endian 1.0\nelement vertex 1\nproperty float x\n'
+                                    'property float y\nproperty float z\nend_header\n')
+    with pytest.raises(CloudFileError, match='binary_big_endian'):
+        read_cloud(tmp_path / 'b.ply')
+    (tmp_path / 'c.bin').write_bytes(b'123')
+    with pytest.raises(CloudFileError, match='multiple of 16'):
+        read_cloud(tmp_path / 'c.bin')
+    (tmp_path / 'd.pcd').write_text('x')
+    with pytest.raises(CloudFileError, match='unsupported suffix'):
+        read_cloud(tmp_path / 'd.pcd')
+
+
+@pytest.mark.parametrize('suffix', ['.xyz', '.ply', '.npy', '.bin'])
+def test_cli_writes_file_with_n_times_r_points(tmp_path, small_weights, suffix, capsys):
+    from pu_ros.cli import main
+
+    src = write_cloud(tmp_path / f'in{suffix}', np.column_stack([_surface(150), np.ones(150, np.float32)]))
+    dst = tmp_path / f'out{suffix}'
+    rc = main(['upsample', str(src), '-o', str(dst), '--ratio', '3', '--weights', str(small_weights),
+               '--device', 'cpu', '--patch-size', '64'])
+    assert rc == 0, capsys.readouterr().err
+    out = read_cloud(dst)
+    assert out.shape[0] == 450 and np.allclose(out[:, 3], 1.0)
+
+
+def test_cli_errors(tmp_path, small_weights, capsys):
+    from pu_ros.cli import main
+
+    assert main(['upsample', str(tmp_path / 'none.xyz'), '-o', str(tmp_path / 'o.xyz')]) == 2
+    src = write_cloud(tmp_path / 'in.xyz', _surface(100))
+    assert main(['upsample', str(src), '-o', str(tmp_path / 'o.xyz'), '--weights', str(src)]) == 2
+    assert main(['upsample', str(src), '-o', str(tmp_path / 'o.xyz'), '--ratio', '40',
+                 '--weights', str(small_weights)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith('upsample: ') for line in err)
+
+
+@pytest.mark.slow
+def test_x16_object_and_x4_scan_on_cpu(full_weights):
+    """The issue's scale check with the full-size network (random weights): x16 of 2048 points, x4 of a 35k scan."""
+    obj = _surface(2048, seed=4)
+    out = Upsampler(weights=str(full_weights), ratio=16, device='cpu').upsample(obj)
+    assert out.shape == (2048 * 16, 3) and np.isfinite(out).all()
+    rng = np.random.default_rng(5)
+    az = rng.uniform(-np.pi, np.pi, 35000)
+    ring = rng.integers(0, 32, 35000)
+    rng_m = rng.uniform(3, 40, 35000)
+    elev = np.deg2rad(-25 + ring * 28 / 31)
+    scan = np.column_stack([rng_m * np.cos(elev) * np.cos(az), rng_m * np.cos(elev) * np.sin(az),
+                            rng_m * np.sin(elev), rng.uniform(0, 1, 35000)]).astype(np.float32)
+    dense = Upsampler(weights=str(full_weights), ratio=4, device='cpu').upsample(scan)
+    assert dense.shape == (140000, 4) and np.isfinite(dense).all()

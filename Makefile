@@ -77,6 +77,8 @@ bench: venv
 	$(BIN)/python bench/conversions.py
 	$(BIN)/python bench/segmentation.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/upsampling.py
+	$(BIN)/python bench/sampling.py
 
 clean:
 	rm -rf build install log .pytest_cache .ruff_cache

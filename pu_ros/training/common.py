@@ -157,3 +157,42 @@ def build_optimizer(model, t: dict):
         return torch.optim.SGD(groups, lr=float(t['lr']), momentum=float(t['momentum']),
                                nesterov=bool(t['nesterov']) and float(t['momentum']) > 0)
     return torch.optim.AdamW(groups, lr=float(t['lr']), betas=tuple(float(b) for b in t['betas']))
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+
+def add_train_arguments(parser, network: str, default_config: str, set_example: str) -> None:
+    """The options every ``pu-ros train NETWORK`` shares (a trainer adds its own data options after these).
+
+    ``--config --out --resume --device --max-steps --seed --set --no-progress``; read them back with
+    :func:`config_from_args`.
+    """
+    parser.add_argument('--config', default=None, help=f'training YAML (default: config/{default_config})')
+    parser.add_argument('--out', default=None, help=f'output folder (default: runs/{network}-<time>)')
+    parser.add_argument('--resume', default=None, metavar='CKPT', help='continue from a training checkpoint')
+    parser.add_argument('--device', default=None, choices=['cpu', 'cuda', 'auto'], help='default: cuda if available')
+    parser.add_argument('--max-steps', type=int, default=None, help='override train.max_steps')
+    parser.add_argument('--seed', type=int, default=None, help='override train.seed')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help=f'override a config value, e.g. {set_example}')
+    parser.add_argument('--no-progress', action='store_true', help='no tqdm progress bar')
+
+
+def config_from_args(args, load_config, prog: str) -> dict | None:
+    """``load_config(args.config, overrides)`` with ``--set``, ``--max-steps`` and ``--seed`` as overrides.
+
+    Returns the config, or None after printing one ``prog: reason`` line on stderr (the caller exits 2).
+    """
+    import sys
+
+    overrides = list(args.set)
+    if args.max_steps is not None:
+        overrides.append(f'train.max_steps={args.max_steps}')
+    if args.seed is not None:
+        overrides.append(f'train.seed={args.seed}')
+    try:
+        return load_config(args.config, overrides)
+    except (TrainConfigError, FileNotFoundError) as exc:
+        print(f'{prog}: {exc}', file=sys.stderr)
+        return None

@@ -17,7 +17,15 @@ import time
 
 import numpy as np
 
-from pu_ros.training.common import TrainConfigError, WarmupCosine, build_optimizer, read_train_config, validate_optim
+from pu_ros.training.common import (
+    TrainConfigError,
+    WarmupCosine,
+    add_train_arguments,
+    build_optimizer,
+    config_from_args,
+    read_train_config,
+    validate_optim,
+)
 
 DEFAULT_CONFIG = 'train/sampling.yaml'
 
@@ -182,27 +190,15 @@ def train(cfg: dict, data: str | None, out: str | Path, resume: str | None = Non
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``pu-ros train sampling``."""
-    parser.add_argument('--config', default=None, help=f'training YAML (default: config/{DEFAULT_CONFIG})')
+    add_train_arguments(parser, 'sampling', DEFAULT_CONFIG, '--set train.lr=0.001 --set model.num_out_points=64')
     parser.add_argument('--data', default=None, metavar='ROOT',
                         help='lidar: SemanticKITTI root with sequences/; cls: the modelnet folder')
-    parser.add_argument('--out', default=None, help='output folder (default: runs/sampling-<time>)')
-    parser.add_argument('--resume', default=None, metavar='CKPT', help='continue from OUT/last.pt')
-    parser.add_argument('--device', default=None, choices=['cpu', 'cuda', 'auto'], help='default: cuda if available')
-    parser.add_argument('--max-steps', type=int, default=None, help='override train.max_steps')
-    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                        help='override a config value, e.g. --set train.lr=0.001 --set model.num_out_points=64')
-    parser.add_argument('--no-progress', action='store_true', help='no tqdm progress bar')
 
 
 def run(args) -> int:
     """Entry point of ``pu-ros train sampling``."""
-    overrides = list(args.set)
-    if args.max_steps is not None:
-        overrides.append(f'train.max_steps={args.max_steps}')
-    try:
-        cfg = load_config(args.config, overrides)
-    except (TrainConfigError, FileNotFoundError) as exc:
-        print(f'pu-ros train sampling: {exc}', file=sys.stderr)
+    cfg = config_from_args(args, load_config, 'pu-ros train sampling')
+    if cfg is None:
         return 2
     if args.data is not None and not Path(args.data).is_dir():
         print(f'pu-ros train sampling: --data {args.data} is not a folder', file=sys.stderr)

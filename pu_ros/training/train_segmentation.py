@@ -37,7 +37,9 @@ import numpy as np
 from pu_ros.training.common import (  # noqa: F401  (re-exported: tests and callers use them from here)
     TrainConfigError,
     WarmupCosine,
+    add_train_arguments,
     build_optimizer,
+    config_from_args,
     read_train_config,
     validate_optim,
 )
@@ -456,30 +458,15 @@ def _mean_losses(keys: list[str], sums, n: int, default: dict[str, float]) -> di
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``pu-ros train segmentation``."""
-    parser.add_argument('--config', default=None, help=f'training YAML (default: config/{DEFAULT_CONFIG})')
+    add_train_arguments(parser, 'segmentation', DEFAULT_CONFIG, '--set train.lr=0.1 --set model.hidden_size=32')
     parser.add_argument('--data', action='append', required=True, metavar='ROOT',
                         help='dataset root with sequences/XX/ (repeat to combine several roots)')
-    parser.add_argument('--out', default=None, help='output folder (default: runs/segmentation-<time>)')
-    parser.add_argument('--resume', default=None, metavar='CKPT', help='continue from a training checkpoint')
-    parser.add_argument('--device', default=None, choices=['cpu', 'cuda', 'auto'], help='default: cuda if available')
-    parser.add_argument('--max-steps', type=int, default=None, help='override train.max_steps')
-    parser.add_argument('--seed', type=int, default=None, help='override train.seed')
-    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                        help='override a config value, e.g. --set train.lr=0.1 --set model.hidden_size=32')
-    parser.add_argument('--no-progress', action='store_true', help='no tqdm progress bar')
 
 
 def run(args) -> int:
     """Entry point of ``pu-ros train segmentation``; returns the exit status."""
-    overrides = list(args.set)
-    if args.max_steps is not None:
-        overrides.append(f'train.max_steps={args.max_steps}')
-    if args.seed is not None:
-        overrides.append(f'train.seed={args.seed}')
-    try:
-        cfg = load_config(args.config, overrides)
-    except (TrainConfigError, FileNotFoundError) as exc:
-        print(f'pu-ros train segmentation: {exc}', file=sys.stderr)
+    cfg = config_from_args(args, load_config, 'pu-ros train segmentation')
+    if cfg is None:
         return 2
     out = args.out or f'runs/segmentation-{time.strftime("%Y%m%d-%H%M%S")}'
     try:

@@ -29,7 +29,15 @@ import time
 
 import numpy as np
 
-from pu_ros.training.common import TrainConfigError, WarmupCosine, build_optimizer, read_train_config, validate_optim
+from pu_ros.training.common import (
+    TrainConfigError,
+    WarmupCosine,
+    add_train_arguments,
+    build_optimizer,
+    config_from_args,
+    read_train_config,
+    validate_optim,
+)
 
 DEFAULT_CONFIG = 'train/upsampling.yaml'
 
@@ -268,33 +276,18 @@ def train(cfg: dict, out: str | Path, resume: str | None = None, device: str | N
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``pu-ros train upsampling``."""
-    parser.add_argument('--config', default=None, help=f'training YAML (default: config/{DEFAULT_CONFIG})')
-    parser.add_argument('--out', default=None, help='output folder (default: runs/upsampling-<time>)')
-    parser.add_argument('--resume', default=None, metavar='CKPT', help='continue from a training checkpoint')
-    parser.add_argument('--device', default=None, choices=['cpu', 'cuda', 'auto'], help='default: cuda if available')
-    parser.add_argument('--max-steps', type=int, default=None, help='override train.max_steps')
-    parser.add_argument('--seed', type=int, default=None, help='override train.seed')
+    add_train_arguments(parser, 'upsampling', DEFAULT_CONFIG, '--set train.lr=0.0005 --set model.decoder=mlp')
     parser.add_argument('--mesh-dir', action='append', default=[], metavar='DIR',
                         help='add the .off meshes of DIR to the training meshes (repeatable)')
     parser.add_argument('--velodyne', action='append', default=[], metavar='DIR',
                         help='LiDAR mode: a folder of KITTI .bin scans (repeatable; train.lidar.frames selects)')
     parser.add_argument('--export', default=None, metavar='FILE', help='write inference weights here at the end')
-    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                        help='override a config value, e.g. --set train.lr=0.0005 --set model.decoder=mlp')
-    parser.add_argument('--no-progress', action='store_true', help='no tqdm progress bar')
 
 
 def run(args) -> int:
     """Entry point of ``pu-ros train upsampling``; returns the exit status."""
-    overrides = list(args.set)
-    if args.max_steps is not None:
-        overrides.append(f'train.max_steps={args.max_steps}')
-    if args.seed is not None:
-        overrides.append(f'train.seed={args.seed}')
-    try:
-        cfg = load_config(args.config, overrides)
-    except (TrainConfigError, FileNotFoundError) as exc:
-        print(f'pu-ros train upsampling: {exc}', file=sys.stderr)
+    cfg = config_from_args(args, load_config, 'pu-ros train upsampling')
+    if cfg is None:
         return 2
     t = cfg['train']
     t['mesh']['dirs'] = list(t['mesh']['dirs'] or []) + list(args.mesh_dir)

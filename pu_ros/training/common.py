@@ -196,3 +196,30 @@ def config_from_args(args, load_config, prog: str) -> dict | None:
     except (TrainConfigError, FileNotFoundError) as exc:
         print(f'{prog}: {exc}', file=sys.stderr)
         return None
+
+
+# ------------------------------------------------------------------------------------------------ run state
+
+
+def restore_training_state(ckpt: dict, model, optimizer, scheduler) -> tuple[int, float]:
+    """Load a training checkpoint's weights, optimizer and schedule into a fresh run (``--resume``).
+
+    Returns:
+        ``(step, wall_time_s)`` reached by the run that wrote ``ckpt``.
+    """
+    from pu_ros.networks.checkpoint import state_dict_to_float32
+
+    model.load_state_dict(state_dict_to_float32(ckpt['state_dict']))
+    optimizer.load_state_dict(ckpt['optimizer'])
+    scheduler.load_state_dict(ckpt['scheduler'])
+    return int(ckpt['step']), float(ckpt['meta'].get('wall_time_s', 0.0))
+
+
+def open_run_folder(out: Path, cfg: dict):
+    """Create ``out``, write the resolved ``out/config.yaml`` and return a TensorBoard writer on ``out/tb``."""
+    from torch.utils.tensorboard import SummaryWriter
+    import yaml
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'config.yaml').write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return SummaryWriter(str(out / 'tb'))

@@ -23,7 +23,9 @@ from pu_ros.training.common import (
     add_train_arguments,
     build_optimizer,
     config_from_args,
+    open_run_folder,
     read_train_config,
+    restore_training_state,
     validate_optim,
 )
 
@@ -110,23 +112,14 @@ def train(cfg: dict, data: str | None, out: str | Path, resume: str | None = Non
                              cosine=t['schedule'] == 'cosine')
     start_step, prev_wall = 0, 0.0
     if resumed is not None:
-        model.load_state_dict(ckpt_io.state_dict_to_float32(resumed['state_dict']))
-        optimizer.load_state_dict(resumed['optimizer'])
-        scheduler.load_state_dict(resumed['scheduler'])
-        start_step = int(resumed['step'])
-        prev_wall = float(resumed['meta'].get('wall_time_s', 0.0))
+        start_step, prev_wall = restore_training_state(resumed, model, optimizer, scheduler)
         rng = np.random.default_rng([int(t['seed']), info.rank, start_step])
     net = model
     if info.distributed:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == 'cuda' else None)
     writer = None
     if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        from torch.utils.tensorboard import SummaryWriter
-        import yaml
-
-        (out / 'config.yaml').write_text(yaml.safe_dump(cfg, sort_keys=False))
-        writer = SummaryWriter(str(out / 'tb'))
+        writer = open_run_folder(out, cfg)
     started = time.time()
     losses: dict[str, float] = {}
 

@@ -35,7 +35,9 @@ from pu_ros.training.common import (
     add_train_arguments,
     build_optimizer,
     config_from_args,
+    open_run_folder,
     read_train_config,
+    restore_training_state,
     validate_optim,
 )
 
@@ -177,11 +179,7 @@ def train(cfg: dict, out: str | Path, resume: str | None = None, device: str | N
                              cosine=t['schedule'] == 'cosine')
     step, prev_wall = 0, 0.0
     if resumed is not None:
-        net.load_state_dict(ckpt_io.state_dict_to_float32(resumed['state_dict']))
-        optimizer.load_state_dict(resumed['optimizer'])
-        scheduler.load_state_dict(resumed['scheduler'])
-        step = int(resumed['step'])
-        prev_wall = float(resumed['meta'].get('wall_time_s', 0.0))
+        step, prev_wall = restore_training_state(resumed, net, optimizer, scheduler)
         del resumed
     module = _wrapper(net)
     if info.distributed:
@@ -189,12 +187,7 @@ def train(cfg: dict, out: str | Path, resume: str | None = None, device: str | N
             module, device_ids=[dev.index] if dev.type == 'cuda' else None)
     writer = None
     if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        from torch.utils.tensorboard import SummaryWriter
-        import yaml
-
-        (out / 'config.yaml').write_text(yaml.safe_dump({'model': model_cfg.to_dict(), 'train': t}, sort_keys=False))
-        writer = SummaryWriter(str(out / 'tb'))
+        writer = open_run_folder(out, {'model': model_cfg.to_dict(), 'train': t})
     # patch stream: a pure function of (seed, rank, step), so a resumed run continues the same stream
     max_steps, accum = int(t['max_steps']), int(t['grad_accum'])
     lam_cd, lam_nll = float(t['lambda_cd']), float(t['lambda_nll'])

@@ -34,10 +34,7 @@ def read_points(path: str | Path) -> np.ndarray:
         KittiFormatError: unreadable file or a size that is not a multiple of 16 bytes.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KittiFormatError(f'cannot read scan {path}: {exc.strerror or exc}') from None
+    data = _read_bytes(path, 'scan')
     if len(data) % 16:
         raise KittiFormatError(
             f'scan {path} has {len(data)} bytes, not a multiple of 16 (float32 x, y, z, intensity): truncated?'
@@ -59,10 +56,7 @@ def read_labels(path: str | Path, num_points: int | None = None) -> np.ndarray:
         KittiFormatError: unreadable file, size not a multiple of 4, or a count different from ``num_points``.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KittiFormatError(f'cannot read labels {path}: {exc.strerror or exc}') from None
+    data = _read_bytes(path, 'labels')
     if len(data) % 4:
         raise KittiFormatError(f'label file {path} has {len(data)} bytes, not a multiple of 4 (uint32 per point)')
     labels = np.frombuffer(data, dtype='<u4').astype(np.uint32)
@@ -70,6 +64,12 @@ def read_labels(path: str | Path, num_points: int | None = None) -> np.ndarray:
         raise KittiFormatError(f'label file {path} has {labels.shape[0]} labels but the scan has {num_points} points')
     return labels
 
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KittiFormatError(f'cannot read {what} {path}: {exc.strerror or exc}') from None
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray, str]:
@@ -108,13 +108,18 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise KittiFormatError(f'cannot read image {path}: {exc}') from None
 
 
+def _load_numbers(path: Path, what: str, ndmin: int) -> np.ndarray:
+    """float64 table of a whitespace-separated text file (at least ``ndmin`` dimensions)."""
+    try:
+        return np.loadtxt(path, dtype=np.float64, ndmin=ndmin)
+    except (OSError, ValueError) as exc:
+        raise KittiFormatError(f'cannot read {what} {path}: {exc}') from None
+
+
 def read_times(path: str | Path) -> np.ndarray:
     """Read an odometry ``times.txt``: (M,) float64 seconds, one per line."""
     path = Path(path)
-    try:
-        values = np.loadtxt(path, dtype=np.float64, ndmin=1)
-    except (OSError, ValueError) as exc:
-        raise KittiFormatError(f'cannot read times {path}: {exc}') from None
+    values = _load_numbers(path, 'times', ndmin=1)
     if values.ndim != 1:
         raise KittiFormatError(f'times {path} must have one number per line')
     return values
@@ -123,10 +128,7 @@ def read_times(path: str | Path) -> np.ndarray:
 def read_poses(path: str | Path) -> np.ndarray:
     """Read an odometry ``poses.txt`` (12 numbers per line, a 3×4 row-major pose): (M, 4, 4) float64."""
     path = Path(path)
-    try:
-        values = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except (OSError, ValueError) as exc:
-        raise KittiFormatError(f'cannot read poses {path}: {exc}') from None
+    values = _load_numbers(path, 'poses', ndmin=2)
     if values.shape[1] != 12:
         raise KittiFormatError(f'poses {path} must have 12 numbers per line, found {values.shape[1]}')
     poses = np.tile(np.eye(4), (values.shape[0], 1, 1))

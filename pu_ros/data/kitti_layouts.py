@@ -68,6 +68,7 @@ def _scan_paths(folder: Path, where: Path) -> list[Path]:
 
 
 def open_odometry(path: Path, camera) -> KittiSequence:
+    """An odometry / SemanticKITTI sequence folder (``velodyne/``, ``calib.txt``, ``times.txt``...)."""
     scans = _scan_paths(path / 'velodyne', path)
     calib_path = path / 'calib.txt'
     if not calib_path.is_file():
@@ -131,6 +132,7 @@ def open_odometry(path: Path, camera) -> KittiSequence:
 
 
 def open_object(path: Path, camera) -> KittiSequence:
+    """A KITTI object ``training``/``testing`` folder (per-frame ``calib/``, optional ``label_2/``)."""
     scans = _scan_paths(path / 'velodyne', path)
     stems = [p.stem for p in scans]
     calib_paths = [path / 'calib' / f'{s}.txt' for s in stems]
@@ -179,6 +181,7 @@ def _raw_stamps(folder: Path, numbers: list[int], what: str) -> np.ndarray | Non
 
 
 def open_raw(path: Path, camera) -> KittiSequence:
+    """A KITTI raw drive folder (``DATE_drive_XXXX_sync``; calibration in the date folder above it)."""
     velo = path / 'velodyne_points'
     scans = _scan_paths(velo / 'data', path)
     stems = [p.stem for p in scans]

@@ -69,6 +69,9 @@ SETUP_ERRORS = (ValueError, OSError, ParameterException, NameValidationException
 class BagPlayer(PlaybackMixin, Node):
     """Publishes the messages of a rosbag2 in (scaled) real time.
 
+    This class sets playback up (parameters, bag, publishers, timers); the playback itself (pacing, publishing,
+    ``/clock``, the end) is :class:`pu_ros.ros.player_playback.PlaybackMixin`.
+
     Args:
         settings: parameter values by name (overrides the defaults and ``--ros-args``), e.g.
             ``{'bag': '/data/kitti_bag', 'rate': 2.0}``.

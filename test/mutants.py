@@ -139,7 +139,7 @@ MUTANTS = [
            "raise BagError(f'cannot read bag {path}: {type(exc).__name__}: {exc}') from None", 'raise',
            (TP + 'test_bag_error_mid_playback_fails_cleanly',)),
     Mutant('echo-main-count-not-reached-is-success', 'pu_ros/ros/echo_node.py',
-           'return 0 if (not node.count or node.finished.done()) else 1', 'return 0',
+           '        return 1  # stopped before `count` messages arrived', '        return code',
            ('test/test_echo_node.py::test_main_exit_code_says_whether_count_was_reached',)),
 ]
 

@@ -205,7 +205,9 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
         if 'optimizer' not in resumed or 'step' not in resumed:
             raise ckpt_io.CheckpointError(f'{resume} is an inference-only checkpoint (no optimizer state); '
                                           'resume needs a training checkpoint such as OUT/last.pt')
-        if resumed['config'].get('model') != SegmentationConfig.from_dict(dict(cfg['model'])).to_dict():
+        # both sides normalised, so a checkpoint written before a config key existed compares by its default
+        saved_model = SegmentationConfig.from_dict(dict(resumed['config'].get('model') or {})).to_dict()
+        if saved_model != SegmentationConfig.from_dict(dict(cfg['model'])).to_dict():
             if info.is_main:
                 print('resume: the model section differs from the checkpoint; using the checkpoint\'s',
                       file=sys.stderr)

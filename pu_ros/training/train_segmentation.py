@@ -72,6 +72,7 @@ TRAIN_DEFAULTS = {
     'augmentation': {},
     'mixing': {},
     'init_from': None,
+    'freeze': [],
     'split': {},
     'bn_recalibration': {'split': None, 'scans': 0},
 }
@@ -204,7 +205,9 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
         if 'optimizer' not in resumed or 'step' not in resumed:
             raise ckpt_io.CheckpointError(f'{resume} is an inference-only checkpoint (no optimizer state); '
                                           'resume needs a training checkpoint such as OUT/last.pt')
-        if resumed['config'].get('model') != SegmentationConfig.from_dict(dict(cfg['model'])).to_dict():
+        # both sides normalised, so a checkpoint written before a config key existed compares by its default
+        saved_model = SegmentationConfig.from_dict(dict(resumed['config'].get('model') or {})).to_dict()
+        if saved_model != SegmentationConfig.from_dict(dict(cfg['model'])).to_dict():
             if info.is_main:
                 print('resume: the model section differs from the checkpoint; using the checkpoint\'s',
                       file=sys.stderr)
@@ -230,6 +233,12 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
 
     dev = torch.device(info.device)
     model = Segmentor2DPASS(model_cfg).to(dev)
+    if t.get('freeze'):  # before the optimizer: frozen parameters get no optimizer state
+        from pu_ros.training.freeze import freeze_modules
+
+        n_frozen = freeze_modules(model, t['freeze'])
+        if info.is_main:
+            print(f'train.freeze {t["freeze"]}: {n_frozen} parameters frozen (evaluation mode)', file=sys.stderr)
     if info.distributed and dev.type == 'cuda' and bool(t['sync_bn']):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same parameters and state_dict keys
     criterion = SegmentationLoss(model_cfg)
@@ -332,6 +341,8 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
     ckpt_path = out / 'last.pt'
     batches_done = skip
     micro = 0
+    # a frozen 3D branch cannot learn from the per-scale 3D heads or the distillation: skip them
+    aux_3d = 'backbone_3d' not in (t.get('freeze') or [])
     model.train()
     optimizer.zero_grad(set_to_none=True)
     while step < max_steps:
@@ -350,7 +361,7 @@ def train(cfg: dict, data: list[str], out: str | Path, resume: str | None = None
             ctx = net.no_sync() if (info.distributed and not sync) else contextlib.nullcontext()
             with ctx:
                 with torch.autocast('cuda', dtype=torch.float16, enabled=use_amp):
-                    outputs = net(batch)
+                    outputs = net(batch, aux_3d=aux_3d)
                     losses = criterion(outputs, batch)
                 scaler.scale(losses['total'] / accum).backward()
             values = torch.stack([v.detach().float() for v in losses.values()])
@@ -439,8 +450,11 @@ def _init_from(model, path: str, verbose: bool) -> None:
     if not match:
         raise TrainConfigError(f'train.init_from {path}: no tensor matches the network')
     model.load_state_dict(match, strict=False)
+    # fusion: residual: a fused head not in the checkpoint starts as a copy of the (just loaded) 3D classifier
+    copied = not any(k.startswith('head_fused.') for k in match) and model.copy_3d_classifier_to_fused()
     if verbose:
-        print(f'init_from {path}: {len(match)} of {len(own)} tensors loaded', file=sys.stderr)
+        print(f'init_from {path}: {len(match)} of {len(own)} tensors loaded'
+              + ('; fused head copied from the 3D classifier' if copied else ''), file=sys.stderr)
 
 
 def _mean_losses(keys: list[str], sums, n: int, default: dict[str, float]) -> dict[str, float]:

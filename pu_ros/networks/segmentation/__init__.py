@@ -13,6 +13,7 @@ _EXPORTS = {
     'ImageFCN': 'image_branch',
     'gather_pixel_features': 'image_branch',
     'ScaleFusion': 'model',
+    'ResidualScaleFusion': 'model',
     'Segmentor2DPASS': 'model',
     'PointVoxelBranch': 'point_voxel',
     'SPVStage': 'point_voxel',

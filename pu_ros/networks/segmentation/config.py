@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 import math
 
 SPARSE_BACKENDS = ('spconv', 'spconv-triton')
+FUSION_MODES = ('2dpass', 'residual')
 
 
 class SegmentationConfigError(ValueError):
@@ -37,6 +38,10 @@ class SegmentationConfig:
         lambda_lovasz: weight of the Lovász-softmax terms beside the cross-entropy.
         class_weights: ``num_classes`` cross-entropy weights, or ``None`` for uniform.
         sparse_backend: ``'spconv'`` or ``'spconv-triton'`` (see :mod:`pu_ros.networks.sparse`).
+        fusion: how the per-scale fusion is anchored (see :mod:`pu_ros.networks.segmentation.model`):
+            ``'2dpass'`` (the paper: the 2D features plus a gated residual from the 3D side) or ``'residual'``
+            (the 3D features plus a gated 2D residual that starts at zero, and a fused classifier that starts as a
+            copy of the 3D one, so the fused head starts equal to the 3D head and the camera can only add).
     """
 
     num_classes: int = 20
@@ -52,6 +57,7 @@ class SegmentationConfig:
     lambda_lovasz: float = 1.0
     class_weights: tuple[float, ...] | None = None
     sparse_backend: str = 'spconv'
+    fusion: str = '2dpass'
 
     def __post_init__(self):
         """Normalise sequences to tuples and validate every field (raises :class:`SegmentationConfigError`)."""
@@ -96,6 +102,8 @@ class SegmentationConfig:
                 bad('class_weights must be finite and >= 0')
         if self.sparse_backend not in SPARSE_BACKENDS:
             bad(f'sparse_backend must be one of {SPARSE_BACKENDS}, got {self.sparse_backend!r}')
+        if self.fusion not in FUSION_MODES:
+            bad(f'fusion must be one of {FUSION_MODES}, got {self.fusion!r}')
 
     def grid_shape(self, scale: int = 1) -> tuple[int, int, int]:
         """Number of voxels ``(X, Y, Z)`` along each axis at ``scale`` (base voxels: ``scale=1``)."""

@@ -11,8 +11,20 @@ are fused:
 
 A per-scale fused head and a per-scale 3D head classify; the fused predictions teach the 3D ones through a KL
 term (see :mod:`pu_ros.networks.losses`). A fused head over all scales gives ``logits_fused`` and an image-only
-head ``logits_2d``. At inference the 3D branch alone segments every point (default); the *fused* mode (our
-extra) also runs the camera and uses the fused head for the points that the camera sees.
+head ``logits_2d``.
+
+With ``cfg.fusion = 'residual'`` (our variant, for a 2D branch trained from scratch on little data) the fusion
+is anchored on the 3D side instead:
+
+    h       = relu(Linear([f3d, f2d]))
+    fused   = f3d + sigmoid(Linear(h)) * Linear0(h)  Linear0 starts at zero (weights and bias)
+
+and the fused head over all scales has the 3D classifier's layout and starts as a copy of it
+(:meth:`Segmentor2DPASS.copy_3d_classifier_to_fused`). At initialisation the fused head therefore gives exactly
+the 3D head's logits; training can only move it away where the camera helps the loss.
+
+At inference the 3D branch alone segments every point (default); the *fused* mode (our extra) also runs the
+camera and uses the fused head for the points that the camera sees.
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ from torch import nn
 
 from pu_ros.networks.segmentation.config import SegmentationConfig
 from pu_ros.networks.segmentation.image_branch import ImageFCN, gather_pixel_features
-from pu_ros.networks.segmentation.point_voxel import PointVoxelBranch
+from pu_ros.networks.segmentation.point_voxel import PointVoxelBranch, point_classifier
 
 HEAD_HIDDEN = 128
 
@@ -52,6 +64,26 @@ class ScaleFusion(nn.Module):
         return feat_2d + torch.relu(h * torch.sigmoid(self.gate(h)))
 
 
+class ResidualScaleFusion(nn.Module):
+    """Fusion of one scale anchored on the 3D features (``fusion: residual``, see the module docstring)."""
+
+    def __init__(self, channels: int, num_classes: int):
+        """Build the layers for ``channels`` features and ``num_classes`` outputs; the residual starts at zero."""
+        super().__init__()
+        self.fuse = nn.Linear(2 * channels, channels)
+        self.gate = nn.Linear(channels, channels)
+        self.residual = nn.Linear(channels, channels)
+        nn.init.zeros_(self.residual.weight)
+        nn.init.zeros_(self.residual.bias)
+        self.head_fused = _head(channels, num_classes)
+        self.head_3d = _head(channels, num_classes)
+
+    def forward(self, feat_3d: torch.Tensor, feat_2d: torch.Tensor) -> torch.Tensor:
+        """(M, C) 3D and (M, C) 2D features of the same points -> (M, C) fused features."""
+        h = torch.relu(self.fuse(torch.cat([feat_3d, feat_2d], dim=1)))
+        return feat_3d + torch.sigmoid(self.gate(h)) * self.residual(h)
+
+
 class Segmentor2DPASS(nn.Module):
     """2DPASS-style LiDAR segmentor; ``forward(batch) -> dict`` of outputs, no loss inside.
 
@@ -72,9 +104,25 @@ class Segmentor2DPASS(nn.Module):
             c, k = self.cfg.hidden_size, self.cfg.num_classes
             n = len(self.cfg.scale_list)
             self.backbone_2d = ImageFCN(c, self.cfg.scale_list)
-            self.fusion = nn.ModuleList(ScaleFusion(c, k) for _ in range(n))
-            self.head_fused = _head(n * c, k)
             self.head_2d = _head(n * c, k)
+            if self.cfg.fusion == 'residual':
+                self.fusion = nn.ModuleList(ResidualScaleFusion(c, k) for _ in range(n))
+                self.head_fused = point_classifier(n * c, k)
+                self.copy_3d_classifier_to_fused()
+            else:
+                self.fusion = nn.ModuleList(ScaleFusion(c, k) for _ in range(n))
+                self.head_fused = _head(n * c, k)
+
+    def copy_3d_classifier_to_fused(self) -> bool:
+        """With ``fusion: residual``, set the fused head to a copy of the 3D classifier; returns whether it did.
+
+        Call it again after loading 3D weights into a model whose fused head was not trained (``train.init_from``
+        of a 3D-only checkpoint), so the fused head starts equal to the 3D head.
+        """
+        if not self.use_image or self.cfg.fusion != 'residual':
+            return False
+        self.head_fused.load_state_dict(self.backbone_3d.classifier.state_dict())
+        return True
 
     def parameter_count_3d(self) -> int:
         """Parameters of the 3D branch alone (what 3D-only inference needs)."""

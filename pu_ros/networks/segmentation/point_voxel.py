@@ -32,6 +32,15 @@ NEGATIVE_SLOPE = 0.1
 POINT_INPUT_DIMS = 10
 
 
+def point_classifier(in_channels: int, num_classes: int) -> nn.Module:
+    """The 3D branch's classifier, (N, in_channels) -> (N, num_classes): Linear(128) + LeakyReLU + Linear."""
+    return nn.Sequential(
+        nn.Linear(in_channels, 128),
+        nn.LeakyReLU(NEGATIVE_SLOPE),
+        nn.Linear(128, num_classes),
+    )
+
+
 class SparseResBlock(nn.Module):
     """Residual block on a sparse tensor: ``lrelu(BN(conv3(lrelu(BN(conv3(x))))) + BN(conv1(x)))``.
 
@@ -130,11 +139,7 @@ class PointVoxelBranch(nn.Module):
             nn.Linear(c, c),
         )
         self.stages = nn.ModuleList(SPVStage(sp, c, f'level{s}') for s in self.levels[:-1])
-        self.classifier = nn.Sequential(
-            nn.Linear(c * len(cfg.scale_list), 128),
-            nn.LeakyReLU(NEGATIVE_SLOPE),
-            nn.Linear(128, cfg.num_classes),
-        )
+        self.classifier = point_classifier(c * len(cfg.scale_list), cfg.num_classes)
 
     def voxelize(self, points: torch.Tensor, batch_idx: torch.Tensor, batch_size: int) -> MultiScaleVoxels:
         """Voxelize (P, 4) points at every level (no gradients; see :func:`voxelize_multiscale`)."""

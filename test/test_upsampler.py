@@ -83,7 +83,7 @@ def test_exact_count_for_any_ratio(small_weights, ratio, strategy, merge):
 def test_auto_merge_is_fps_for_objects_and_parent_for_large_clouds(small_weights, monkeypatch):
     import pu_ros.inference.upsampler as mod
 
-    assert UpsamplerConfig().merge == 'auto' and UpsamplerConfig().patch_overlap == 4.0
+    assert UpsamplerConfig().merge == 'auto' and UpsamplerConfig().patch_overlap == 0.0
     assert UpsamplerConfig().fps_outliers == 24
     pts = _surface(300, seed=4)
     run = {m: Upsampler(weights=str(small_weights), ratio=4, merge=m, device='cpu', patch_size=64).upsample(pts)

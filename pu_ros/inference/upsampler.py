@@ -4,7 +4,8 @@
 >>> dense = up.upsample(points)                             # (N, 3 or 4) float32 -> (N*4, same C) float32
 
 Whole clouds of any size are processed by patches: farthest-point seeds (about N/``patch_size``·``patch_overlap``
-of them; the reference's ``patch_expand_ratio`` is 4, our default), kNN patches of ``patch_size`` points (extra
+of them; ``patch_overlap=0``, the default, means 4 with the fps merge, the reference's ``patch_expand_ratio``, and 2
+with the parent merge, where overlapping predictions are blended), kNN patches of ``patch_size`` points (extra
 seeds until every point is covered), each normalised to the unit sphere, run through the network ``batch_size``
 patches at a time (this bounds the network's memory), de-normalised and merged to exactly N·R points:
 
@@ -67,9 +68,9 @@ class UpsamplerConfig:
     merge: str = field(default='auto', metadata={
         'help': 'how patch outputs become N*ratio points (auto: fps up to 16384 output points, else parent)',
         'choices': ('auto', 'parent', 'fps')})
-    patch_overlap: float = field(default=4.0, metadata={
-        'help': "about how many patches cover each point (the reference's patch_expand_ratio, 4)",
-        'range': (1.0, 8.0)})
+    patch_overlap: float = field(default=0.0, metadata={
+        'help': "about how many patches cover each point; 0 = 4 for merge fps (the reference's patch_expand_ratio), "
+                '2 for merge parent', 'range': (0.0, 8.0)})
     outlier_factor: float = field(default=2.0, metadata={
         'help': "merge='parent': child/parent distance beyond this x the neighbourhood radius is an outlier",
         'range': (0.5, 100.0)})
@@ -193,10 +194,11 @@ class Upsampler:
 
         n = xyz.shape[0]
         p = min(int(self.config.patch_size), n)
-        idx, dist2 = covering_patches(xyz, p, float(self.config.patch_overlap))
         merge = self.config.merge
         if merge == 'auto':
             merge = 'fps' if target <= FPS_MERGE_MAX_POINTS else 'parent'
+        overlap = float(self.config.patch_overlap) or (4.0 if merge == 'fps' else 2.0)
+        idx, dist2 = covering_patches(xyz, p, max(overlap, 1.0))
         if merge == 'fps':
             dense = self._run_patches(xyz, idx, ratio)                        # (S, P*R, 3)
             pool = torch.cat([dense, xyz[idx]], dim=1).reshape(-1, 3)         # per patch: its output, then its input

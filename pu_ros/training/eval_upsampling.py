@@ -290,8 +290,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     parser.add_argument('--batch-size', type=int, default=32, help='patches per forward pass')
     parser.add_argument('--patch-overlap', type=float, default=0.0,
-                        help='patches per point of the Upsampler (0 = its default, 4 as in the reference; '
-                        '2 halves the network time)')
+                        help="patches per point of the Upsampler (0 = its default: 4 with the FPS merge, as in the "
+                        "reference, 2 with the parent merge; 2 halves the network time of the FPS merge)")
     parser.add_argument('--only', action='append', default=None, metavar='ROW',
                         help="evaluate only these rows (e.g. --only x4 --only 'noise 1.0%%' --only K=4)")
     parser.add_argument('--no-baseline', action='store_true', help='leave out the naive midpoint baseline')

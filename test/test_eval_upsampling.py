@@ -31,7 +31,7 @@ def test_eval_upsampling_tiny(tmp_path, tiny_weights, capsys):
     write_off(meshes / 'a.off', random_shape(0))
     out = tmp_path / 'out'
     rc = main(['eval', 'upsampling', '--weights', str(tiny_weights), '--meshes', str(meshes), '--out', str(out),
-               '--device', 'cpu', '--no-progress', '--only', 'x4', '--only', 'noise 1.0%'])
+               '--device', 'cpu', '--no-progress', '--only', 'x4', '--only', 'noise 1.0%', '--patch-overlap', '1'])
     assert rc == 0
     with open(out / 'table.csv') as fh:
         recs = list(csv.DictReader(fh))

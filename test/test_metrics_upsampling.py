@@ -89,6 +89,10 @@ def test_off_round_trip_normalisation_and_poisson_disk(tmp_path):
         return float(knn_points(torch.from_numpy(x), torch.from_numpy(x), 2)[0][:, 1].sqrt().min())
 
     assert min_gap(pts) > 2.0 * min_gap(uni)
+    # exactly n even points also when pcu returns a surplus that must be trimmed (FPS keeps the spacing even)
+    many = mu.sample_poisson_disk(unit, 2000, seed=1)
+    nn = knn_points(torch.from_numpy(many), torch.from_numpy(many), 2)[0][:, 1].sqrt()
+    assert many.shape == (2000, 3) and float(nn.min() / nn.mean()) > 0.6 and float(nn.std() / nn.mean()) < 0.15
     write_xyz(tmp_path / 'p.xyz', pts)
     np.testing.assert_allclose(read_points(tmp_path / 'p.xyz'), pts, atol=1e-6)
     assert face_areas(unit.vertices, unit.faces).sum() == pytest.approx(unit.area())

@@ -80,6 +80,25 @@ def test_exact_count_for_any_ratio(small_weights, ratio, strategy, merge):
     assert (out >= lo - 0.2 * (hi - lo)).all() and (out <= hi + 0.2 * (hi - lo)).all()
 
 
+def test_auto_merge_is_fps_for_objects_and_parent_for_large_clouds(small_weights, monkeypatch):
+    import pu_ros.inference.upsampler as mod
+
+    assert UpsamplerConfig().merge == 'auto' and UpsamplerConfig().patch_overlap == 0.0
+    assert UpsamplerConfig().fps_outliers == 24
+    pts = _surface(300, seed=4)
+    run = {m: Upsampler(weights=str(small_weights), ratio=4, merge=m, device='cpu', patch_size=64).upsample(pts)
+           for m in ('auto', 'fps', 'parent')}
+    assert np.array_equal(run['auto'], run['fps'])
+    monkeypatch.setattr(mod, 'FPS_MERGE_MAX_POINTS', 1000)  # 1200 output points: above it
+    auto = Upsampler(weights=str(small_weights), ratio=4, device='cpu', patch_size=64).upsample(pts)
+    assert np.array_equal(auto, run['parent'])
+    # the fps merge drops its extra points where they are farthest from the input
+    none = Upsampler(weights=str(small_weights), ratio=4, merge='fps', fps_outliers=0, device='cpu',
+                     patch_size=64).upsample(pts)
+    far = lambda x: np.sqrt(((x[:, None] - pts[None]) ** 2).sum(-1).min(1)).max()  # noqa: E731
+    assert far(run['fps']) <= far(none) + 1e-6
+
+
 def test_ratio_plan(small_weights):
     up = Upsampler(weights=str(small_weights), device='cpu')
     assert up.passes(3) == [3] and up.passes(4) == [4]
@@ -212,7 +231,7 @@ def test_cli_errors(tmp_path, small_weights, capsys):
 def test_x16_object_and_x4_scan_on_cpu(full_weights):
     """The issue's scale check with the full-size network (random weights): x16 of 2048 points, x4 of a 35k scan."""
     obj = _surface(2048, seed=4)
-    out = Upsampler(weights=str(full_weights), ratio=16, device='cpu').upsample(obj)
+    out = Upsampler(weights=str(full_weights), ratio=16, device='cpu', patch_overlap=2.0).upsample(obj)
     assert out.shape == (2048 * 16, 3) and np.isfinite(out).all()
     rng = np.random.default_rng(5)
     az = rng.uniform(-np.pi, np.pi, 35000)
@@ -221,5 +240,5 @@ def test_x16_object_and_x4_scan_on_cpu(full_weights):
     elev = np.deg2rad(-25 + ring * 28 / 31)
     scan = np.column_stack([rng_m * np.cos(elev) * np.cos(az), rng_m * np.cos(elev) * np.sin(az),
                             rng_m * np.sin(elev), rng.uniform(0, 1, 35000)]).astype(np.float32)
-    dense = Upsampler(weights=str(full_weights), ratio=4, device='cpu').upsample(scan)
+    dense = Upsampler(weights=str(full_weights), ratio=4, device='cpu', patch_overlap=2.0).upsample(scan)
     assert dense.shape == (140000, 4) and np.isfinite(dense).all()

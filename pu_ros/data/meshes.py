@@ -180,7 +180,9 @@ def sample_poisson_disk(mesh: Mesh, n: int, seed: int = 0) -> np.ndarray:
 
     point-cloud-utils' Poisson-disk sampler (Bowers et al. 2010, geodesic distances) does not return the count asked
     for (typically ~1.4 times more), so the request is rescaled from what came back (up to 4 tries) until the result
-    holds between ``n`` and ~1.06 ``n`` points; a random surplus of a few per cent is then dropped.
+    holds between ``n`` and ~1.06 ``n`` points; the surplus of a few per cent is then removed by farthest point
+    sampling (:func:`pu_ros.ops.neighbors.farthest_point_sample`), which drops points where the set is densest and
+    so keeps it blue noise (a random drop opens holes).
 
     Args:
         mesh: triangle mesh with non-zero area.
@@ -202,10 +204,15 @@ def sample_poisson_disk(mesh: Mesh, n: int, seed: int = 0) -> np.ndarray:
         ask = max(1, int(ask * 1.02 * n / max(got, 1)) + 1)
     if best is None:  # pragma: no cover - degenerate meshes only
         raise ValueError(f'mesh {mesh.name!r}: Poisson-disk sampling gave {got} < {n} points')
+    import torch
+
+    from pu_ros.ops.neighbors import farthest_point_sample
+
     fi, bc = best
-    keep = np.sort(np.random.default_rng(seed).choice(len(fi), size=n, replace=False))
-    pts = pcu.interpolate_barycentric_coords(f, fi[keep], bc[keep], v)
-    return np.ascontiguousarray(pts, dtype=np.float32)
+    pts = np.ascontiguousarray(pcu.interpolate_barycentric_coords(f, fi, bc, v), dtype=np.float32)
+    if len(pts) > n:
+        pts = pts[np.sort(farthest_point_sample(torch.from_numpy(pts), int(n)).numpy())]
+    return np.ascontiguousarray(pts)
 
 
 def point_to_mesh_distance(points: np.ndarray, mesh: Mesh) -> np.ndarray:

@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
     parser.add_argument('--batch-size', type=int, default=d.batch_size, help='patches per forward pass')
     parser.add_argument('--patch-size', type=int, default=d.patch_size)
     parser.add_argument('--strategy', default=d.strategy, choices=('auto', 'weights', 'iterate'))
-    parser.add_argument('--merge', default=d.merge, choices=('parent', 'fps'))
+    parser.add_argument('--merge', default=d.merge, choices=('auto', 'parent', 'fps'))
     parser.add_argument('--patch-overlap', type=float, default=d.patch_overlap)
 
 

@@ -3,18 +3,27 @@
 >>> up = Upsampler(ratio=4, weights='puflow-x4-pugan.pt')   # our checkpoint or a published file
 >>> dense = up.upsample(points)                             # (N, 3 or 4) float32 -> (N*4, same C) float32
 
-Whole clouds of any size are processed by patches: farthest-point seeds, kNN patches of ``patch_size`` points
-(extra seeds until every point is covered), each normalised to the unit sphere, run through the network
-``batch_size`` patches at a time (this bounds memory), de-normalised and merged to exactly N·R points:
+Whole clouds of any size are processed by patches: farthest-point seeds (about N/``patch_size``·``patch_overlap``
+of them; ``patch_overlap=0``, the default, means 4 with the fps merge, the reference's ``patch_expand_ratio``, and 2
+with the parent merge, where overlapping predictions are blended), kNN patches of ``patch_size`` points (extra
+seeds until every point is covered), each normalised to the unit sphere, run through the network ``batch_size``
+patches at a time (this bounds the network's memory), de-normalised and merged to exactly N·R points:
 
-* ``merge='fps'`` (the reference's way): all generated points plus the input patches are pooled, farthest point
-  sampling keeps N·R + a few, and the points farthest from the input are dropped as outliers;
+* ``merge='fps'`` (the reference's test-time procedure, ``modules/discrete/upsample.py`` of unknownue/puflow): the
+  ×R outputs of every patch and the input patches themselves are pooled, farthest point sampling keeps
+  N·R + ``fps_outliers`` points (24 in the reference) and the ``fps_outliers`` points farthest from the input are
+  dropped. The pool holds every patch's output at once, and FPS is a loop of N·R steps over it: objects only;
 * ``merge='parent'`` (scales to LiDAR scans): child r of input point i (the r-th learned weight set) is predicted by
   every patch containing i; the predictions are blended with weights falling from 1 at the patch seed to ~0 at its
   border (a test-time ensemble over overlapping patches), so every input point has exactly R children; a child
   farther from its parent than ``outlier_factor`` times the parent's ``interp_k``-th neighbour distance is an
-  outlier and is replaced by the midpoint towards the parent's nearest neighbour (the default: fast, and as good
-  as or better than fps on the PU-GAN parity shapes, see models/README.md).
+  outlier and is replaced by the midpoint towards the parent's nearest neighbour;
+* ``merge='auto'`` (default): ``fps`` for passes of at most :data:`FPS_MERGE_MAX_POINTS` output points (the
+  reference's case, a 2048-point object at ×4, and inputs up to 4096 points), ``parent`` above (the second ×4 pass
+  of ×16, whole scans), because the FPS merge costs O(N·R · pool) on top of the network.
+
+Two details of the reference are left out on purpose: it normalises the whole cloud before patching (every later
+step is scale-invariant) and shuffles the input, which only moves the first FPS seed (ours is point 0).
 
 Ratios: the published network was trained for ×4, but predicts 32 weight sets. ``strategy='weights'`` uses R sets
 in one pass; ``'iterate'`` runs passes of the trained ratio (the last one smaller, trimmed to exactly N·R);
@@ -37,6 +46,8 @@ from pu_ros.ops.device import resolve_device
 from pu_ros.ops.neighbors import farthest_point_sample, knn_points
 
 DEFAULT_MODEL = 'upsampling_puflow_lidar.pt'
+#: ``merge='auto'`` merges passes of at most this many output points by FPS (the reference's way), larger by parent.
+FPS_MERGE_MAX_POINTS = 16384
 __all__ = ['Upsampler', 'UpsamplerConfig', 'midpoint_upsample', 'DEFAULT_MODEL']
 
 
@@ -54,13 +65,18 @@ class UpsamplerConfig:
     strategy: str = field(default='auto', metadata={
         'help': 'ratios above the trained one: learned weight sets or iterated passes',
         'choices': ('auto', 'weights', 'iterate')})
-    merge: str = field(default='parent', metadata={'help': 'how patch outputs are merged to N*ratio points',
-                                                   'choices': ('parent', 'fps')})
-    patch_overlap: float = field(default=2.0, metadata={'help': 'about how many patches cover each point',
-                                                        'range': (1.0, 8.0)})
+    merge: str = field(default='auto', metadata={
+        'help': 'how patch outputs become N*ratio points (auto: fps up to 16384 output points, else parent)',
+        'choices': ('auto', 'parent', 'fps')})
+    patch_overlap: float = field(default=0.0, metadata={
+        'help': "about how many patches cover each point; 0 = 4 for merge fps (the reference's patch_expand_ratio), "
+                '2 for merge parent', 'range': (0.0, 8.0)})
     outlier_factor: float = field(default=2.0, metadata={
         'help': "merge='parent': child/parent distance beyond this x the neighbourhood radius is an outlier",
         'range': (0.5, 100.0)})
+    fps_outliers: int = field(default=24, metadata={
+        'help': "merge='fps': extra points sampled, then dropped as the farthest from the input (reference: 24)",
+        'range': (0, 100000)})
 
     def __post_init__(self):
         for f in fields(self):
@@ -178,13 +194,19 @@ class Upsampler:
 
         n = xyz.shape[0]
         p = min(int(self.config.patch_size), n)
-        idx, dist2 = covering_patches(xyz, p, float(self.config.patch_overlap))
-        if self.config.merge == 'fps':
+        merge = self.config.merge
+        if merge == 'auto':
+            merge = 'fps' if target <= FPS_MERGE_MAX_POINTS else 'parent'
+        overlap = float(self.config.patch_overlap) or (4.0 if merge == 'fps' else 2.0)
+        idx, dist2 = covering_patches(xyz, p, max(overlap, 1.0))
+        if merge == 'fps':
             dense = self._run_patches(xyz, idx, ratio)                        # (S, P*R, 3)
-            pool = torch.cat([dense.reshape(-1, 3), xyz[idx].reshape(-1, 3)])
+            pool = torch.cat([dense, xyz[idx]], dim=1).reshape(-1, 3)         # per patch: its output, then its input
             pool = pool[torch.isfinite(pool).all(1)]
-            n_out = min(max(24, target // 256), pool.shape[0] - target)
+            n_out = max(0, min(int(self.config.fps_outliers), pool.shape[0] - target))
             chosen = pool[farthest_point_sample(pool, target + n_out)]
+            if n_out == 0:
+                return chosen
             d = knn_points(chosen[None], xyz[None], 1)[0][0, :, 0]
             return chosen[torch.argsort(d)[:target]]
         weight = seed_weights(dist2)                                          # (S, P)

@@ -15,15 +15,21 @@ the same scan and, for SampleNet, on the same generated points.
 
 Weights: ``models/sampling_samplenet_lidar.pt`` when present, else an untrained head (timing barely depends on the
 weights, but an untrained head produces more duplicates and so more completion work on both sides).
-Data: scan 000000 of ``../shared/data/semantickitti/sequences/00`` when present, else a synthetic scan.
+Data: scan 000000 of ``$PU_ROS_SHARED_DATA/semantickitti/sequences/00`` (default ``../shared/data``) when present,
+else a synthetic scan.
 
-    python bench/sampling.py [--device cpu|cuda|all] [--repeats N] [--threads T]
+Timing: ours gets one warm-up call then ``--repeats`` timed calls (median); the numpy baselines need no warm-up and
+get ``--baseline-repeats`` timed calls (default 1: the published path at 16k takes tens of seconds per call on one
+CPU thread). ``repeats`` and ``baseline_repeats`` are in every line.
+
+    python bench/sampling.py [--device cpu|cuda|all] [--repeats N] [--baseline-repeats N] [--threads T]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 import resource
 import sys
@@ -32,7 +38,8 @@ import time
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_SCAN = ROOT.parent / 'shared' / 'data' / 'semantickitti' / 'sequences' / '00' / 'velodyne' / '000000.bin'
+SHARED_DATA = Path(os.environ.get('PU_ROS_SHARED_DATA', ROOT.parent / 'shared' / 'data'))
+REAL_SCAN = SHARED_DATA / 'semantickitti' / 'sequences' / '00' / 'velodyne' / '000000.bin'
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -90,7 +97,8 @@ def torch_bool(mask: np.ndarray, device):
     return torch.from_numpy(mask).to(device)
 
 
-def bench_device(dev: str, scan: np.ndarray, source: str, sizes: list[int], repeats: int, threads: int) -> None:
+def bench_device(dev: str, scan: np.ndarray, source: str, sizes: list[int], repeats: int, threads: int,
+                 baseline_repeats: int = 1) -> None:
     """All measurements on one device."""
     import torch
 
@@ -111,11 +119,12 @@ def bench_device(dev: str, scan: np.ndarray, source: str, sizes: list[int], repe
         if dev == 'cuda':
             torch.cuda.synchronize()
 
-    def median(fn):
-        fn()
+    def median(fn, n=repeats, warm=True):
+        if warm:
+            fn()
         sync()
         ts = []
-        for _ in range(repeats):
+        for _ in range(n):
             t = time.perf_counter()
             fn()
             sync()
@@ -123,7 +132,7 @@ def bench_device(dev: str, scan: np.ndarray, source: str, sizes: list[int], repe
         return float(np.median(ts))
 
     common = {'n': int(xyz.shape[0]), 'device': device_name(dev), 'threads': threads, 'data': source,
-              'weights': wsrc}
+              'weights': wsrc, 'repeats': repeats, 'baseline_repeats': baseline_repeats}
     with torch.no_grad():
         for m in sizes:
             if dev == 'cuda':
@@ -132,17 +141,20 @@ def bench_device(dev: str, scan: np.ndarray, source: str, sizes: list[int], repe
             peak = (torch.cuda.max_memory_allocated() / 2**20 if dev == 'cuda'
                     else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
             gen = generated_points(model, xyz, m)
-            ref = median(lambda m=m, gen=gen: published_path(xyz, gen, m))
-            check = published_path(xyz, gen, m)
+            got = []
+            ref = median(lambda m=m, gen=gen, got=got: got.append(published_path(xyz, gen, m)), baseline_repeats, False)
+            check = got[-1]
+            mine = model.sample_indices(xyz, m)
             print(json.dumps({'what': f'samplenet_120k_to_{m}', **common, 'm': m, 'median_ms': round(ours, 2),
                               'peak_mem_mb': round(peak, 1), 'baseline': 'published path (torch kNN, numpy '
                               'unique + FPS completion loop)', 'baseline_ms': round(ref, 2),
-                              'ratio': round(ref / ours, 2), 'baseline_distinct': int(len(set(check.tolist())))}),
+                              'ratio': round(ref / ours, 2), 'distinct': int(len(set(mine.tolist()))),
+                              'baseline_distinct': int(len(set(check.tolist())))}),
                   flush=True)
         m = 4096
         ours = median(lambda: farthest_point_sample(xyz, m))
         pts = scan[:, :3].astype(np.float32)
-        ref = median(lambda: naive_fps_from(pts, m, np.zeros(1, np.int64)))
+        ref = median(lambda: naive_fps_from(pts, m, np.zeros(1, np.int64)), baseline_repeats, False)
         print(json.dumps({'what': f'fps_120k_to_{m}', **common, 'm': m, 'median_ms': round(ours, 2),
                           'baseline': 'naive numpy FPS loop', 'baseline_ms': round(ref, 2),
                           'ratio': round(ref / ours, 2)}), flush=True)
@@ -155,6 +167,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--device', default='all', choices=['cpu', 'cuda', 'all'])
     ap.add_argument('--repeats', type=int, default=3)
+    ap.add_argument('--baseline-repeats', type=int, default=1)
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--sizes', default='16384,4096')
     args = ap.parse_args(argv)
@@ -164,7 +177,8 @@ def main(argv=None) -> int:
     for dev in devices:
         if dev == 'cuda' and not torch.cuda.is_available():
             continue
-        bench_device(dev, scan, source, [int(s) for s in args.sizes.split(',')], args.repeats, args.threads)
+        bench_device(dev, scan, source, [int(s) for s in args.sizes.split(',')], args.repeats, args.threads,
+                     args.baseline_repeats)
     return 0
 
 

@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from pu_ros.ops.neighbors import farthest_point_sample, knn_points  # noqa: E402
+from pu_ros.ops.neighbors import farthest_point_sample, knn_points, knn_points_tiled  # noqa: E402
 
 
 def knn_naive(query, ref, k):
@@ -92,3 +92,18 @@ def test_fps_rows_with_different_numbers_of_seeds():
     with pytest.raises(ValueError):
         farthest_point_sample(torch.from_numpy(pts), 7, selected=torch.from_numpy(sel),
                               num_selected=torch.tensor([0, 1, 1]))
+
+
+@pytest.mark.parametrize('k', [1, 3])
+def test_knn_tiled_matches_naive(k):
+    rng = np.random.default_rng(3)
+    # a LiDAR-like spread: dense near the origin, sparse far away, plus an isolated far cluster (global fallback)
+    ref = np.concatenate([rng.normal(0, 4, (300, 3)), rng.uniform(-60, 60, (200, 3)), [[90, 90, 0], [91, 90, 0]]])
+    query = np.concatenate([rng.normal(0, 6, (400, 3)), rng.uniform(-70, 70, (100, 3)), [[95, 95, 1]]])
+    d, i = knn_points_tiled(torch.tensor(query, dtype=torch.float32), torch.tensor(ref, dtype=torch.float32), k,
+                            tile=0.5, levels=3)
+    d_ref, i_ref = knn_naive(query, ref, k)
+    np.testing.assert_allclose(d.numpy(), d_ref, rtol=1e-4, atol=1e-4)
+    assert (i.numpy() == i_ref).mean() > 0.99  # ties aside
+    with pytest.raises(ValueError):
+        knn_points_tiled(torch.zeros(3, 3), torch.zeros(2, 3), 3)

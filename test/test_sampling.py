@@ -140,7 +140,8 @@ def test_tiny_training_and_resume(tmp_path):
     _fake_modelnet(tmp_path / 'mn')
     torch.save(PointNetCls(num_classes=2).state_dict(), tmp_path / 'pn.t7')
     over = [f'train.task_weights={tmp_path / "pn.t7"}', 'train.batch_size=2', 'train.num_in_points=128',
-            'model.num_out_points=8', 'train.max_steps=2', 'train.log_interval=1', 'train.warmup_steps=0']
+            'model.num_out_points=8', 'train.synthetic_shapes=2', 'train.val_shapes=1', 'train.checkpoint_interval=1',
+            'train.max_steps=2', 'train.log_interval=1', 'train.warmup_steps=0']
     cfg = load_config('train/sampling_cls.yaml', over)
     summary = train(cfg, str(tmp_path / 'mn'), tmp_path / 'run', device='cpu', progress=False)
     assert summary['step'] == 2 and np.isfinite(summary['losses']['loss'])
@@ -167,3 +168,37 @@ def test_cli_errors(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('pu-ros ')
+
+
+def test_pointnet_eval_fold_matches_batchnorm():
+    from pu_ros.networks.sampling.pointnet import PointNetFeatures
+
+    torch.manual_seed(0)
+    net = PointNetFeatures(emb=32)
+    net.train()
+    for _ in range(3):  # give the BatchNorms non-trivial running statistics
+        net(torch.randn(4, 50, 3) * 2 + 1)
+    net.eval()
+    x = torch.randn(3, 40, 3)
+    y = x.transpose(1, 2)
+    for i in range(1, 6):
+        y = torch.relu(getattr(net, f'bn{i}')(getattr(net, f'conv{i}')(y)))
+    assert torch.allclose(net(x), y.max(dim=2).values, atol=1e-5)
+
+
+def test_eval_cls_table_has_spread(tmp_path, capsys):
+    from pu_ros.cli import main
+    from pu_ros.networks.sampling.pointnet import PointNetCls
+
+    mn = tmp_path / 'mn'
+    _fake_modelnet(mn)
+    for cls in ('airplane', 'bathtub'):  # the fake shapes double as a "test" split
+        (mn / 'ModelNet40' / cls / 'train').rename(mn / 'ModelNet40' / cls / 'test')
+    torch.save(PointNetCls(num_classes=2).state_dict(), tmp_path / 'pn.t7')
+    rc = main(['eval', 'sampling-cls', '--data', str(mn), '--task-weights', str(tmp_path / 'pn.t7'), '--sizes', '8',
+               '--draws', '3', '--csv', str(tmp_path / 't.csv'), '--device', 'cpu'])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert '4 test shapes x 3 draws = 12 clouds' in out and '±' in out
+    rows = (tmp_path / 't.csv').read_text().splitlines()
+    assert rows[0].startswith('M,samplenet,samplenet_std,fps') and len(rows) == 3

@@ -65,6 +65,71 @@ def knn_points(query, ref, k: int, *, block_elements: int = KNN_BLOCK_ELEMENTS):
     return (dist2[0], idx[0]) if squeeze else (dist2, idx)
 
 
+def knn_points_tiled(query, ref, k: int = 1, *, tile: float = 1.0, levels: int = 4):
+    """Exact :func:`knn_points` for large, spread-out (N, D) clouds (LiDAR scans), by square cells of the x-y plane.
+
+    Queries and references are bucketed into ``tile`` x ``tile`` cells (one sort each); the queries of a cell search,
+    with :func:`knn_points`, only the references of the 3 x 3 cells around it. A query whose k-th distance is at most
+    ``tile`` has all its true neighbours there, so its answer is exact; the others are searched again with cells
+    four times larger, up to ``levels`` times, then against the whole reference cloud. One Python iteration per
+    occupied cell, none per point; the cost grows with the local density instead of with M·N.
+
+    Args:
+        query: (M, D) float tensor, D >= 2.
+        ref: (N, D) float tensor on the same device, ``N >= k``.
+        k: neighbours per query point.
+        tile: cell size of the first level, in the units of the coordinates.
+        levels: number of cell sizes tried before the brute-force search.
+
+    Returns:
+        ``(dist2, idx)``: (M, k) squared distances, ascending, and (M, k) int64 indices into ``ref``, as
+        :func:`knn_points` gives them (ties aside).
+    """
+    import torch
+
+    if query.dim() != 2 or ref.dim() != 2 or query.shape[1] != ref.shape[1] or query.shape[1] < 2:
+        raise ValueError(f'knn_points_tiled: query (M, D) and ref (N, D) expected, got {tuple(query.shape)} and '
+                         f'{tuple(ref.shape)}')
+    if not 1 <= k <= ref.shape[0]:
+        raise ValueError(f'knn_points_tiled: k={k} must be in 1..{ref.shape[0]} (reference points)')
+    if tile <= 0:
+        raise ValueError('knn_points_tiled: tile must be > 0')
+    m = query.shape[0]
+    if levels <= 0 or m == 0:
+        return knn_points(query, ref, k) if m else (query.new_zeros((0, k)), torch.zeros((0, k), dtype=torch.int64))
+    dist2 = torch.full((m, k), float('inf'), dtype=query.dtype, device=query.device)
+    idx = torch.zeros((m, k), dtype=torch.int64, device=query.device)
+    q_cell = torch.floor(query[:, :2] / tile).to(torch.int64)
+    r_cell = torch.floor(ref[:, :2] / tile).to(torch.int64)
+    low = torch.minimum(q_cell.min(0).values, r_cell.min(0).values) - 1
+    width = int(torch.maximum(q_cell.max(0).values, r_cell.max(0).values)[1] - low[1]) + 2
+
+    def key(c):
+        return (c[..., 0] - low[0]) * width + (c[..., 1] - low[1])
+
+    r_key, r_order = torch.sort(key(r_cell), stable=True)
+    q_key, q_order = torch.sort(key(q_cell), stable=True)
+    cells, counts = torch.unique_consecutive(q_key, return_counts=True)
+    offs = torch.tensor([-width - 1, -width, -width + 1, -1, 0, 1, width - 1, width, width + 1], device=query.device)
+    around = cells[:, None] + offs[None]  # (G, 9) keys of the 3 x 3 block
+    lo = torch.searchsorted(r_key, around, right=False).tolist()
+    hi = torch.searchsorted(r_key, around, right=True).tolist()
+    start = 0
+    for g, c in enumerate(counts.tolist()):
+        q_ids = q_order[start:start + c]
+        start += c
+        spans = [(a, b) for a, b in zip(lo[g], hi[g]) if b > a]
+        if sum(b - a for a, b in spans) < k:
+            continue  # searched again at the next level
+        cand = torch.cat([r_order[a:b] for a, b in spans])
+        d, i = knn_points(query[q_ids], ref[cand], k)
+        dist2[q_ids], idx[q_ids] = d, cand[i]
+    redo = (dist2[:, -1] > tile * tile).nonzero()[:, 0]
+    if redo.numel():
+        dist2[redo], idx[redo] = knn_points_tiled(query[redo], ref, k, tile=4 * tile, levels=levels - 1)
+    return dist2, idx
+
+
 def farthest_point_sample(points, m: int, *, selected=None, num_selected=None):
     """Farthest point sampling: ``m`` indices, each the point farthest from all chosen before it.
 

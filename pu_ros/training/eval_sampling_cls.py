@@ -2,7 +2,8 @@
 
 For every test shape of the shared ModelNet40 sample, ``--draws`` random 1024-point subsets (seeded) are sampled
 down to M points by SampleNet (hard projection, de-duplication, FPS completion), FPS and random sampling, and
-classified by the frozen PointNet; the table gives the accuracy per method and M (and on all 1024 points).
+classified by the frozen PointNet; the table gives the accuracy per method and M (and on all 1024 points) as the
+mean ± standard deviation over the draws (each draw: one subset of every shape, so one accuracy over all shapes).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def evaluate(shapes, task_net, models: list, sizes: list[int], draws: int, n_in:
         seed: subset seed.
 
     Returns:
-        ``{(method, M): accuracy}`` with method in samplenet/fps/random/full (full: M = n_in).
+        ``{(method, M): (D,) accuracy of every draw}`` with method in samplenet/fps/random/full (full: M = n_in).
     """
     import torch
 
@@ -56,9 +57,9 @@ def evaluate(shapes, task_net, models: list, sizes: list[int], draws: int, n_in:
     gen = torch.Generator(device='cpu').manual_seed(seed + 1)
     res = {}
 
-    def acc(sub):
+    def acc(sub):  # clouds are shape-major: row s * draws + d
         with torch.no_grad():
-            return float((task_net(sub).argmax(1) == lab).float().mean())
+            return (task_net(sub).argmax(1) == lab).float().reshape(len(shapes), draws).mean(0).cpu().numpy()
 
     res[('full', n_in)] = acc(pts)
     for m in sizes:
@@ -82,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--task-weights', required=True, metavar='T7',
                         help='frozen PointNet classifier, e.g. ../shared/weights/pointnet_modelnet40/best_model.t7')
     parser.add_argument('--sizes', default='32,64,128', help='comma-separated M values')
-    parser.add_argument('--draws', type=int, default=8, help='random 1024-point subsets per test shape')
+    parser.add_argument('--draws', type=int, default=10, help='random 1024-point subsets per test shape')
     parser.add_argument('--split', default='test', choices=['test', 'train'])
     parser.add_argument('--seen-classes-only', action='store_true',
                         help='keep only shapes whose class has at least one TRAIN-split shape under --data')
@@ -125,19 +126,22 @@ def run(args) -> int:
     res = evaluate(shapes, task_net, models, sizes, args.draws, 1024, device)
     n = len(shapes) * args.draws
     subset = ' (classes seen in training only)' if args.seen_classes_only else ''
-    print(f'# PointNet accuracy on {len(shapes)} {args.split} shapes{subset} x {args.draws} draws = {n} clouds; '
-          f'all 1024 points: {res[("full", 1024)]:.3f}')
+    full = res[('full', 1024)]
+    print(f'# PointNet accuracy on {len(shapes)} {args.split} shapes{subset} x {args.draws} draws = {n} clouds '
+          f'(mean ± std over draws); all 1024 points: {full.mean():.3f} ± {full.std():.3f}')
     methods = ['samplenet', 'fps', 'random']
-    print(f'{"M":>6} ' + ' '.join(f'{m:>10}' for m in methods))
+    print(f'{"M":>6} ' + ' '.join(f'{m:>15}' for m in methods))
     rows = []
     for m in sizes:
         vals = [res.get((meth, m)) for meth in methods]
-        print(f'{m:>6} ' + ' '.join(f'{v:10.3f}' if v is not None else f'{"-":>10}' for v in vals))
-        rows.append([m] + ['' if v is None else f'{v:.4f}' for v in vals])
+        print(f'{m:>6} ' + ' '.join(f'{v.mean():7.3f} ± {v.std():.3f}' if v is not None else f'{"-":>15}'
+                                    for v in vals))
+        rows.append([m] + [x for v in vals for x in (('', '') if v is None else (f'{v.mean():.4f}', f'{v.std():.4f}'))])
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         with open(args.csv, 'w', newline='') as fh:
             w = csv.writer(fh)
-            w.writerow(['M'] + methods)
-            w.writerows(rows)
+            w.writerow(['M'] + [f'{meth}{suf}' for meth in [*methods, 'all_points'] for suf in ('', '_std')])
+            w.writerows(r + ['', ''] for r in rows)
+            w.writerow([1024] + [''] * 6 + [f'{full.mean():.4f}', f'{full.std():.4f}'])
     return 0

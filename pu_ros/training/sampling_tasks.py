@@ -1,8 +1,9 @@
 """The two task settings SampleNet is trained in: batches and losses (the loop is in ``train_sampling``).
 
 - :class:`ClsTask` (the paper's classification setting): a frozen PointNet classifier; SampleNet picks M of 1024
-  points of a ModelNet40 shape so that the classifier still recognises it. Training shapes: the TRAIN split of the
-  shared ModelNet40 sample, resampled (1024 of 10,000 points) with jitter, scaling and small rotations.
+  points of a shape so that the classifier still recognises it. Training shapes: the TRAIN split of the shared
+  ModelNet40 sample and synthetic shapes, fresh 1024-point draws with augmentation, distilled from the classifier's
+  own prediction on the full cloud.
 - :class:`LidarTask` (the pipeline setting): our frozen segmentation network; SampleNet picks points of a scan crop
   so that segmenting the sampled points and carrying the labels back to every point keeps the segmentation.
   Targets are the segmentation's own predictions on the full scan (self-distillation).
@@ -30,10 +31,21 @@ def _rot(axis: int, angle: float) -> np.ndarray:
 
 
 class ClsTask:
-    """Classification setting. ``model`` is a :class:`WholeCloudSampleNet` (progressive when configured)."""
+    """Classification setting. ``model`` is a :class:`WholeCloudSampleNet` (progressive when configured).
+
+    Recipe (``train`` keys): every step draws ``batch_size`` fresh clouds of ``num_in_points`` points from a pool of
+    point sets (the ModelNet40 TRAIN shapes less ``val_shapes`` held out for validation, plus ``synthetic_shapes``
+    random superquadric/torus unions of :mod:`pu_ros.data.shapes`, ``synthetic_fraction`` of each batch), augments them
+    (rotation of up to ``rotate_deg`` about the up axis, anisotropic scale in ``scale_range``, clipped jitter
+    ``jitter``) and normalises each to the unit ball, as evaluation does. With ``targets: distill`` the task loss is
+    the KL divergence from the frozen PointNet's own prediction on the full cloud (temperature ``distill_t``), which
+    needs no label and so works on synthetic shapes; ``targets: label`` is the published cross-entropy (ModelNet only).
+    ``freeze_bn`` keeps SampleNet's BatchNorms in inference mode (fixed affine layers at their initial statistics):
+    tried because an early checkpoint scored far better with batch statistics than in inference mode.
+    """
 
     def __init__(self, model_cfg: dict, t: dict, device):
-        """Load the shapes and the frozen classifier."""
+        """Load the shapes, the frozen classifier and the synthetic pool."""
         from pu_ros.data.modelnet import load_modelnet
         from pu_ros.networks.sampling.pointnet import load_pointnet_cls
 
@@ -41,40 +53,104 @@ class ClsTask:
         self.head = SampleNetConfig.from_dict({k: v for k, v in model_cfg.items() if k not in ('kind', 'patch_size')})
         self.model = WholeCloudSampleNet(self.head)
         self.task_net = load_pointnet_cls(t['task_weights'], device)
-        self.shapes = load_modelnet(t['modelnet_root'], 'train')
-        if not self.shapes:
+        shapes = load_modelnet(t['modelnet_root'], 'train')
+        if not shapes:
             raise FileNotFoundError(f'no ModelNet40 training shapes under {t["modelnet_root"]}')
+        if t['targets'] not in ('distill', 'label'):
+            raise ValueError(f'train.targets must be distill or label, got {t["targets"]!r}')
+        n_val = min(int(t['val_shapes']), len(shapes) - 1)
+        order = np.random.default_rng(12345).permutation(len(shapes))  # a fixed hold-out, independent of train.seed
+        self.val = [shapes[i] for i in sorted(order[:n_val])]
+        self.shapes = [shapes[i] for i in sorted(order[n_val:])]
+        self.synthetic = self._synthetic_pool(int(t['synthetic_shapes']), int(t['seed']))
         self.weights = SamplingLossWeights(**t['loss'])
         m = self.head.num_out_points
         self.sizes = [s for s in (t.get('prefix_sizes') or []) if s <= m] if self.head.progressive else [m]
         self.sizes = self.sizes or [m]
-        self.data_names = [s.name for s in self.shapes]
+        self.data_names = [s.name for s in self.shapes] + ([f'synthetic x{len(self.synthetic)}'] if self.synthetic
+                                                           else [])
+
+    @staticmethod
+    def _synthetic_pool(count: int, seed: int) -> list[np.ndarray]:
+        """``count`` (10000, 3) point sets on random shapes (seeds 50000 + seed * count + i), y up like ModelNet."""
+        from pu_ros.data.meshes import sample_uniform
+        from pu_ros.data.modelnet import unit_sphere
+        from pu_ros.data.shapes import random_shape
+
+        rng = np.random.default_rng([seed, 7])
+        return [unit_sphere(sample_uniform(random_shape(50000 + seed * count + i), 10000, rng)[:, [0, 2, 1]])
+                for i in range(count)]
+
+    def _draw(self, pts: np.ndarray, rng: np.random.Generator, augment: bool = True) -> np.ndarray:
+        """One (N, 3) float32 cloud: random subset, augmentation, unit-ball normalisation."""
+        p = pts[rng.choice(len(pts), int(self.t['num_in_points']), replace=False)].astype(np.float64)
+        if augment:
+            p = p @ _rot(1, rng.uniform(-1, 1) * np.deg2rad(float(self.t['rotate_deg']))).T  # y is up in ModelNet
+            lo, hi = self.t['scale_range']
+            p = p * rng.uniform(lo, hi, 3)
+            j = float(self.t['jitter'])
+            p = p + np.clip(rng.normal(0, j, p.shape), -3 * j, 3 * j)
+        p = p - p.mean(0)
+        return (p / max(float(np.linalg.norm(p, axis=1).max()), 1e-9)).astype(np.float32)
 
     def batch(self, rng: np.random.Generator) -> dict:
-        """B augmented 1024-point clouds and their labels."""
-        b, n = int(self.t['batch_size']), int(self.t['num_in_points'])
+        """B augmented clouds, their labels (-1 for synthetic) and the teacher's probabilities on them."""
+        b = int(self.t['batch_size'])
         pts, labels = [], []
-        for k in rng.integers(0, len(self.shapes), b):
-            s = self.shapes[k]
-            p = s.points[rng.choice(len(s.points), n, replace=False)].astype(np.float64)
-            p = p @ _rot(1, rng.uniform(-1, 1) * np.pi / 12).T  # y is up in ModelNet's resampled files
-            p = p * rng.uniform(0.85, 1.15, 3) + np.clip(rng.normal(0, 0.01, p.shape), -0.03, 0.03)
-            pts.append(p)
-            labels.append(s.label)
-        pts = torch.from_numpy(np.stack(pts).astype(np.float32)).to(self.device)
-        return {'points': pts, 'labels': torch.as_tensor(labels, device=self.device)}
+        for _ in range(b):
+            if self.synthetic and rng.random() < float(self.t['synthetic_fraction']):
+                pts.append(self._draw(self.synthetic[int(rng.integers(len(self.synthetic)))], rng))
+                labels.append(-1)
+            else:
+                s = self.shapes[int(rng.integers(len(self.shapes)))]
+                pts.append(self._draw(s.points, rng))
+                labels.append(s.label)
+        pts = torch.from_numpy(np.stack(pts)).to(self.device)
+        with torch.no_grad():
+            teacher = torch.softmax(self.task_net(pts) / float(self.t['distill_t']), dim=1)
+        return {'points': pts, 'labels': torch.as_tensor(labels, device=self.device), 'teacher': teacher}
+
+    def _task_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        if self.t['targets'] == 'label':
+            keep = batch['labels'] >= 0
+            return F.cross_entropy(logits[keep], batch['labels'][keep]) if bool(keep.any()) else logits.sum() * 0
+        temp = float(self.t['distill_t'])
+        return F.kl_div(F.log_softmax(logits / temp, dim=1), batch['teacher'], reduction='batchmean') * temp ** 2
 
     def losses(self, net, batch: dict) -> dict:
-        """Task (cross-entropy of the frozen PointNet on the projected points), simplification and projection."""
+        """Task loss (distillation or cross-entropy) on the projected points, simplification and projection."""
+        if self.t['freeze_bn']:  # BatchNorm as fixed affine layers: no batch dependence, training == inference
+            for mod in self.model.modules():
+                if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                    mod.eval()
         out = net(batch['points'])
         task = simp = 0.0
         for m in self.sizes:
-            logits = self.task_net(out['projected'][:, :m])
-            task = task + F.cross_entropy(logits, batch['labels'])
+            task = task + self._task_loss(self.task_net(out['projected'][:, :m]), batch)
             simp = simp + simplification_loss(out['simplified'][:, :m], batch['points'], self.weights)
         k = len(self.sizes)
         proj = projection_loss(self.model.net.project.sigma(), self.weights)
         return {'loss': task / k + simp / k + proj, 'task': task / k, 'simplification': simp / k, 'projection': proj}
+
+    @torch.no_grad()
+    def validate(self, model, draws: int = 8) -> dict:
+        """Accuracy on the held-out TRAIN shapes (fixed draws, no augmentation), SampleNet and FPS at the top size."""
+        if not self.val:
+            return {}
+        from pu_ros.networks.sampling.projection import match_and_complete
+        from pu_ros.ops.neighbors import farthest_point_sample
+
+        rng = np.random.default_rng(999)
+        pts = torch.from_numpy(np.stack([self._draw(s.points, rng, augment=False) for s in self.val
+                                         for _ in range(draws)])).to(self.device)
+        lab = torch.as_tensor([s.label for s in self.val for _ in range(draws)], device=self.device)
+        m = max(self.sizes)
+        was = model.training
+        model.eval()
+        idx = {'samplenet': match_and_complete(pts, model.net.simplify(pts), m), 'fps': farthest_point_sample(pts, m)}
+        model.train(was)
+        return {f'val_{k}_{m}': float((self.task_net(torch.gather(pts, 1, ix[..., None].expand(-1, -1, 3))).argmax(1)
+                                       == lab).float().mean()) for k, ix in idx.items()}
 
 
 class LidarTask:

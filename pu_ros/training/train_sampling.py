@@ -38,7 +38,9 @@ TRAIN_DEFAULTS = {
     'checkpoint_interval': 100, 'max_wall_s': 0, 'export_fp16': True, 'threads': 1,
     'loss': {'alpha': 0.01, 'beta': 1.0, 'gamma': 1.0, 'delta': 0.0, 'lmbda': 0.01},
     # cls
-    'task_weights': '', 'modelnet_root': '', 'num_in_points': 1024, 'prefix_sizes': [],
+    'task_weights': '', 'modelnet_root': '', 'num_in_points': 1024, 'prefix_sizes': [], 'targets': 'distill',
+    'distill_t': 1.0, 'synthetic_shapes': 0, 'synthetic_fraction': 0.5, 'val_shapes': 0, 'rotate_deg': 15.0,
+    'scale_range': [0.85, 1.15], 'jitter': 0.01, 'freeze_bn': False,
     # lidar
     'segmentation_checkpoint': '', 'sequence': '00', 'frames': [3, 4, 5, 6, 7, 8, 9], 'synthetic_scans': 0,
     'crop_points': 12288, 'ratios': [0.5, 0.25, 0.125, 0.0625],
@@ -163,6 +165,13 @@ def train(cfg: dict, data: str | None, out: str | Path, resume: str | None = Non
                     writer.add_scalar(f'train/{k}', v, step)
                 writer.add_scalar('train/lr', scheduler.get_last_lr()[0], step)
         if info.is_main and step % int(t['checkpoint_interval']) == 0:
+            if hasattr(task, 'validate'):  # logged only: the exported weights are always the last step's
+                val = task.validate(model)
+                losses.update(val)
+                for k, v in val.items():
+                    writer.add_scalar(f'val/{k}', v, step)
+                if val:
+                    print(json.dumps({'step': step, **{k: round(v, 4) for k, v in val.items()}}), file=sys.stderr)
             save(step)
         if float(t['max_wall_s']) and time.time() - started > float(t['max_wall_s']):
             if info.is_main:

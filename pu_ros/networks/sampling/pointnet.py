@@ -24,6 +24,13 @@ class PointNetFeatures(nn.Module):
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """(B, N, 3) -> (B, emb) global feature."""
+        if not self.training:  # eval BatchNorm is affine: fold it into the 1x1 convs, run them as (B, N, C) matmuls
+            y = points
+            for i in range(1, 6):
+                conv, bn = getattr(self, f'conv{i}'), getattr(self, f'bn{i}')
+                s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                y = F.relu(F.linear(y, conv.weight[:, :, 0] * s[:, None], (conv.bias - bn.running_mean) * s + bn.bias))
+            return y.max(dim=1).values
         y = points.transpose(1, 2)
         for i in range(1, 6):
             y = F.relu(getattr(self, f'bn{i}')(getattr(self, f'conv{i}')(y)))

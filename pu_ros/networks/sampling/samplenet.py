@@ -26,6 +26,8 @@ class SampleNetConfig:
         initial_temperature: t at initialisation (sigma = max(t^2, min_sigma)).
         min_sigma: lower bound of sigma.
         progressive: train/read the output as an ordered sequence whose prefixes are samples.
+        template_init: start the head from a spread template (our choice, see ``SampleNet._init_head``); False keeps
+            PyTorch's default initialisation, as published.
     """
 
     num_out_points: int = 32
@@ -34,6 +36,7 @@ class SampleNetConfig:
     initial_temperature: float = 1.0
     min_sigma: float = 1e-2
     progressive: bool = False
+    template_init: bool = True
 
     def __post_init__(self):
         """Validate."""
@@ -123,7 +126,8 @@ class SampleNet(nn.Module):
         self.fc_bns = nn.ModuleList(nn.BatchNorm1d(b) for b in fc[1:])
         self.head = nn.Linear(256, 3 * int(cfg.num_out_points))
         self.project = SoftProjection(cfg.group_size, cfg.initial_temperature, cfg.min_sigma)
-        self._init_head()
+        if cfg.template_init:
+            self._init_head()
 
     @torch.no_grad()
     def _init_head(self, radius: float = 1.0) -> None:

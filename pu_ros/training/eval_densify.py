@@ -148,6 +148,43 @@ def upsample_tiled(up, points: np.ndarray, ratio: int, max_points: int = 8192, m
     return out.reshape(-1, pts.shape[1])
 
 
+def patch_cd(weights: list[str], scans: list[tuple[str, np.ndarray]], ratios=(2, 4), patches: int = 64,
+             seed: int = 0) -> dict:
+    """Held-out patch Chamfer distance of PU-Flow weights: the training objective on the evaluation scans.
+
+    Patches are cut as in training (:func:`pu_ros.training.upsampling_data.sample_batch`: 256 decimated-scan points,
+    the 256·R full-scan points around them, normalised by the input patch; no augmentation), the same patches for
+    every weights file.
+
+    Args:
+        weights: weights files (ours or published).
+        scans: ``(name, (N, >=3) 64-beam scan in sensor order)``.
+        ratios: ring steps (2: 32 beams, 4: 16 beams).
+        patches: patches per ratio.
+        seed: patch seed.
+
+    Returns:
+        ``{weights: {ratio: CD ×10⁻³ (squared, normalised units, as the training loss)}}``.
+    """
+    import torch
+
+    from pu_ros.networks.upsampling.weights import load_puflow
+    from pu_ros.training.metrics_upsampling import chamfer_distance
+    from pu_ros.training.upsampling_data import lidar_pool, sample_batch
+
+    pool = lidar_pool(scans, list(ratios))
+    batches = {r: sample_batch(pool, patches, r, 256, np.random.default_rng(seed + r)) for r in ratios}
+    result = {}
+    for w in weights:
+        model = load_puflow(w)[0]
+        with torch.inference_mode():
+            result[w] = {r: round(1e3 * float(torch.cat([chamfer_distance(model.upsample(inp[i:i + 8], r),
+                                                                          gt[i:i + 8])
+                                                         for i in range(0, patches, 8)]).mean()), 3)
+                         for r, (inp, gt) in batches.items()}
+    return result
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``pu-ros eval densify``."""
     parser.add_argument('--seq', required=True, help='SemanticKITTI sequence folder (velodyne/, labels/)')
@@ -165,6 +202,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--tile-margin', type=float, default=4.0, help='context around each tile (m)')
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     parser.add_argument('--out', default='runs/eval_densify')
+    parser.add_argument('--patch-cd', nargs='+', default=None, metavar='WEIGHTS',
+                        help='only print the held-out patch CD (x1e-3, the training loss) of these weights on --scans')
+    parser.add_argument('--patches', type=int, default=64, help='--patch-cd: patches per ratio')
 
 
 def _write_tables(out: Path, rows: dict, header: str) -> str:
@@ -201,6 +241,12 @@ def run(args) -> int:
     from pu_ros.training.metrics import ConfusionMatrix
 
     seq = Path(args.seq)
+    if args.patch_cd:
+        import json
+
+        scans = [(s, read_points(seq / 'velodyne' / f'{s}.bin')) for s in args.scans]
+        print(json.dumps(patch_cd(args.patch_cd, scans, [64 // b for b in args.beams], args.patches)))
+        return 0
     try:
         device = resolve_device(args.device)
         files = [(seq / 'velodyne' / f'{s}.bin', seq / 'labels' / f'{s}.label') for s in args.scans]

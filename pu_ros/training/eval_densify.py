@@ -86,9 +86,17 @@ def nearest(query: np.ndarray, ref: np.ndarray, cell: float = 8.0) -> tuple[np.n
     return dist2, idx
 
 
-def chamfer_m(pred: np.ndarray, full: np.ndarray) -> float:
-    """Mean Euclidean NN distance pred→full plus full→pred (m), on all points: (M, >=3), (N, >=3) -> float."""
-    return float(np.sqrt(nearest(pred, full)[0]).mean() + np.sqrt(nearest(full, pred)[0]).mean())
+def chamfer_m(pred: np.ndarray, full: np.ndarray, queries: int = 0, seed: int = 0) -> float:
+    """Mean Euclidean NN distance pred→full plus full→pred (m): (M, >=3), (N, >=3) -> float.
+
+    Each direction on all points (``queries=0``) or on ``queries`` random ones.
+    """
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for a, b in ((pred, full), (full, pred)):
+        q = a if not queries or len(a) <= queries else a[rng.choice(len(a), queries, replace=False)]
+        total += float(np.sqrt(nearest(q, b)[0]).mean())
+    return total
 
 
 def labels_to(points_from: np.ndarray, labels_from: np.ndarray, points_to: np.ndarray) -> np.ndarray:

@@ -11,13 +11,20 @@ weights) labels four clouds:
 
 (a) the sparse scan itself; (b) the sparse scan upsampled ×R (R = 64 / beams) by the published PU-Flow weights;
 (c) by our LiDAR weights; (d) the naive baseline that interpolates between neighbouring rings
-(:func:`pu_ros.data.beams.interpolate_rings`). The full 64-beam scan is the reference row.
+(:func:`pu_ros.data.beams.interpolate_rings`). The full 64-beam scan is the reference row (the ceiling).
 
-Labels go back to the ORIGINAL (full-scan) points by nearest neighbour (:func:`pu_ros.ops.neighbors.knn_points`), and
-mIoU is computed there against the SemanticKITTI labels (:class:`pu_ros.training.metrics.ConfusionMatrix`, classes
-present in the ground truth or the predictions, ignore class left out), so every row is scored on the same points.
-CD to the full scan: mean Euclidean nearest-neighbour distance both ways (metres, summed), the full scan's side
-estimated on a fixed random subset of ``--cd-queries`` points per direction.
+Labels go back to the ORIGINAL (full-scan) points by nearest neighbour, and mIoU is computed there against the
+SemanticKITTI labels (:class:`pu_ros.training.metrics.ConfusionMatrix`, classes present in the ground truth or the
+predictions, ignore class left out), so every row is scored on the same points. CD to the full scan: mean Euclidean
+nearest-neighbour distance both ways (metres, summed), on all points.
+
+Cost on a CPU. A whole scan is too large for brute-force neighbour search (124k × 124k distances per query), so
+:func:`nearest` runs the package's one kNN (:func:`pu_ros.ops.neighbors.knn_points`) cell by cell on an xy grid with
+a margin, and stays exact (a query whose neighbour is farther than the margin is searched against all points).
+Likewise :func:`upsample_tiled` hands the upsampler spatial tiles of at most ``--tile-points`` points (split at the
+median, with ``--tile-margin`` metres of context around each) and keeps the children of each tile's own points:
+the same patches and network, but the upsampler's whole-cloud neighbour searches stay small. Rows are written after
+every scan (per scan and pooled over the scans done), so an interrupted run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -31,31 +38,159 @@ import time
 import numpy as np
 
 
-def chamfer_m(pred: np.ndarray, full: np.ndarray, queries: int, seed: int = 0) -> float:
-    """Mean Euclidean NN distance pred→full plus full→pred (m), each direction on ≤ ``queries`` random points."""
+def nearest(query: np.ndarray, ref: np.ndarray, cell: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+    """Exact nearest ``ref`` point of every ``query`` point, searched cell by cell on an xy grid.
+
+    Each ``cell``-metre square of queries is searched among the reference points of the square grown by ``cell / 2``
+    on every side; a neighbour found within that margin is the true one. Queries without one (far, sparse regions)
+    are searched against all reference points.
+
+    Args:
+        query: (M, >=3) points.
+        ref: (N, >=3) points, N >= 1.
+        cell: grid cell (m).
+
+    Returns:
+        ``(dist2 (M,) float32 squared distances, idx (M,) int64 indices into ref)``.
+    """
     import torch
 
     from pu_ros.ops.neighbors import knn_points
 
+    q = np.ascontiguousarray(query[:, :3], dtype=np.float32)
+    r = np.ascontiguousarray(ref[:, :3], dtype=np.float32)
+    dist2 = np.full(len(q), np.inf, np.float32)
+    idx = np.zeros(len(q), np.int64)
+    if len(q) == 0:
+        return dist2, idx
+    margin = cell / 2
+    qc = np.floor(q[:, :2] / cell).astype(np.int64)
+    keys, inverse = np.unique(qc, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind='stable')
+    bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
+    for c, key in enumerate(keys):  # one knn call per grid cell (hundreds), not per point
+        qi = order[bounds[c]:bounds[c + 1]]
+        lo, hi = key * cell - margin, (key + 1) * cell + margin
+        ri = np.flatnonzero((r[:, 0] >= lo[0]) & (r[:, 0] < hi[0]) & (r[:, 1] >= lo[1]) & (r[:, 1] < hi[1]))
+        if ri.size == 0:
+            continue
+        d2, i = knn_points(torch.from_numpy(q[qi]), torch.from_numpy(r[ri]), 1)
+        ok = d2[:, 0].numpy() <= margin * margin
+        dist2[qi[ok]] = d2[ok, 0].numpy()
+        idx[qi[ok]] = ri[i[ok, 0].numpy()]
+    rest = np.flatnonzero(~(dist2 <= margin * margin))
+    if rest.size:
+        d2, i = knn_points(torch.from_numpy(q[rest]), torch.from_numpy(r), 1)
+        dist2[rest], idx[rest] = d2[:, 0].numpy(), i[:, 0].numpy()
+    return dist2, idx
+
+
+def chamfer_m(pred: np.ndarray, full: np.ndarray, queries: int = 0, seed: int = 0) -> float:
+    """Mean Euclidean NN distance pred→full plus full→pred (m): (M, >=3), (N, >=3) -> float.
+
+    Each direction on all points (``queries=0``) or on ``queries`` random ones.
+    """
     rng = np.random.default_rng(seed)
     total = 0.0
     for a, b in ((pred, full), (full, pred)):
-        q = a if len(a) <= queries else a[rng.choice(len(a), queries, replace=False)]
-        d2 = knn_points(torch.from_numpy(np.ascontiguousarray(q[:, :3])), torch.from_numpy(
-            np.ascontiguousarray(b[:, :3])), 1)[0][:, 0]
-        total += float(d2.clamp_min(0).sqrt().mean())
+        q = a if not queries or len(a) <= queries else a[rng.choice(len(a), queries, replace=False)]
+        total += float(np.sqrt(nearest(q, b)[0]).mean())
     return total
 
 
 def labels_to(points_from: np.ndarray, labels_from: np.ndarray, points_to: np.ndarray) -> np.ndarray:
     """Labels of ``points_to`` (M, >=3) = labels of their nearest ``points_from`` (N, >=3) point: (M,)."""
+    return np.asarray(labels_from)[nearest(points_to, points_from)[1]]
+
+
+def tiles(xy: np.ndarray, max_points: int) -> list[np.ndarray]:
+    """Split points into groups of at most ``max_points`` by recursive median cuts along the longer xy axis.
+
+    Args:
+        xy: (N, >=2) coordinates.
+        max_points: largest group.
+
+    Returns:
+        index arrays (int64) partitioning ``0..N-1``.
+    """
+    todo, done = [np.arange(len(xy))], []
+    while todo:
+        ids = todo.pop()
+        if len(ids) <= max_points:
+            done.append(ids)
+            continue
+        span = xy[ids, :2].max(0) - xy[ids, :2].min(0)
+        axis = int(np.argmax(span))
+        order = ids[np.argsort(xy[ids, axis], kind='stable')]
+        half = len(order) // 2
+        todo += [order[:half], order[half:]]
+    return done
+
+
+def upsample_tiled(up, points: np.ndarray, ratio: int, max_points: int = 8192, margin: float = 4.0) -> np.ndarray:
+    """Upsample a whole scan tile by tile: each tile plus ``margin`` metres of context, keep the tile's children.
+
+    Args:
+        up: :class:`pu_ros.inference.Upsampler` with ``merge='parent'`` (its output is parent-major: child r of
+            input point i at row ``i·R + r``).
+        points: (N, C >= 3) scan.
+        ratio: R.
+        max_points: most points of a tile (its context comes on top).
+        margin: context around each tile (m), in x and y.
+
+    Returns:
+        (N·R, C) float32, the children of point i at rows ``i·R .. i·R + R - 1``.
+    """
+    pts = np.asarray(points, dtype=np.float32)
+    up.config.ratio = int(ratio)
+    out = np.empty((len(pts), ratio, pts.shape[1]), np.float32)
+    for core in tiles(pts, max_points):
+        lo, hi = pts[core, :2].min(0) - margin, pts[core, :2].max(0) + margin
+        ctx = np.flatnonzero(np.all((pts[:, :2] >= lo) & (pts[:, :2] <= hi), axis=1))  # includes the core
+        dense = up.upsample(pts[ctx])
+        if dense.shape[0] != len(ctx) * ratio:
+            raise ValueError(f'upsampler returned {dense.shape[0]} points for {len(ctx)} x {ratio}')
+        where = np.searchsorted(ctx, core)
+        out[core] = dense.reshape(len(ctx), ratio, -1)[where]
+    return out.reshape(-1, pts.shape[1])
+
+
+def patch_cd(weights: list[str], scans: list[tuple[str, np.ndarray]], ratios=(2, 4), patches: int = 64,
+             seed: int = 0) -> dict:
+    """Held-out patch Chamfer distance of PU-Flow weights: the training objective on the evaluation scans.
+
+    Patches are cut as in training (:func:`pu_ros.training.upsampling_data.sample_batch`: 256 decimated-scan points,
+    the 256·R full-scan points around them, normalised by the input patch; no augmentation), the same patches for
+    every weights file.
+
+    Args:
+        weights: weights files (ours or published).
+        scans: ``(name, (N, >=3) 64-beam scan in sensor order)``.
+        ratios: ring steps (2: 32 beams, 4: 16 beams).
+        patches: patches per ratio.
+        seed: patch seed.
+
+    Returns:
+        ``{weights: {ratio: CD ×10⁻³ (squared, normalised units, as the training loss)}}``.
+    """
     import torch
 
-    from pu_ros.ops.neighbors import knn_points
+    from pu_ros.networks.upsampling.weights import load_puflow
+    from pu_ros.training.metrics_upsampling import chamfer_distance
+    from pu_ros.training.upsampling_data import lidar_pool, sample_batch
 
-    idx = knn_points(torch.from_numpy(np.ascontiguousarray(points_to[:, :3])),
-                     torch.from_numpy(np.ascontiguousarray(points_from[:, :3])), 1)[1][:, 0].numpy()
-    return np.asarray(labels_from)[idx]
+    pool = lidar_pool(scans, list(ratios))
+    batches = {r: sample_batch(pool, patches, r, 256, np.random.default_rng(seed + r)) for r in ratios}
+    result = {}
+    for w in weights:
+        model = load_puflow(w)[0]
+        with torch.inference_mode():
+            result[w] = {r: round(1e3 * float(torch.cat([chamfer_distance(model.upsample(inp[i:i + 8], r),
+                                                                          gt[i:i + 8])
+                                                         for i in range(0, patches, 8)]).mean()), 3)
+                         for r, (inp, gt) in batches.items()}
+    return result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,10 +203,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--segmenter', default=None, help='segmentation checkpoint (default: the packaged one)')
     parser.add_argument('--max-range', type=float, default=0.0,
                         help='crop every scan to this horizontal range (m) first (0 = whole scan; for speed)')
-    parser.add_argument('--cd-queries', type=int, default=20000, help='points per direction for the CD estimate')
     parser.add_argument('--batch-size', type=int, default=32, help='upsampler patches per forward pass')
+    parser.add_argument('--patch-overlap', type=float, default=2.0,
+                        help='upsampler: about how many patches cover each point (1 = half the work of 2)')
+    parser.add_argument('--tile-points', type=int, default=8192, help='largest tile handed to the upsampler')
+    parser.add_argument('--tile-margin', type=float, default=4.0, help='context around each tile (m)')
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     parser.add_argument('--out', default='runs/eval_densify')
+    parser.add_argument('--patch-cd', nargs='+', default=None, metavar='WEIGHTS',
+                        help='only print the held-out patch CD (x1e-3, the training loss) of these weights on --scans')
+    parser.add_argument('--patches', type=int, default=64, help='--patch-cd: patches per ratio')
+
+
+def _write_tables(out: Path, rows: dict, header: str) -> str:
+    """table.csv and table.md of every (scan, beams, input) row so far; returns the Markdown."""
+    records = []
+    for (scan, beams, name), r in rows.items():
+        records.append({'scan': scan, 'beams': beams, 'input': name, 'points': int(np.mean(r['n'])),
+                        'cd_m': round(float(np.mean(r['cd'])), 4),
+                        'miou': round(100 * r['cm'].miou(), 2), 'accuracy': round(100 * r['cm'].accuracy(), 2),
+                        'upsample_s': round(float(np.mean(r['t'])), 1)})
+    records.sort(key=lambda r: (r['scan'] == 'all', r['scan'], r['beams'] != 64, r['beams'], r['input']))
+    with open(out / 'table.csv', 'w', newline='') as fh:
+        w = csv.DictWriter(fh, fieldnames=list(records[0]))
+        w.writeheader()
+        w.writerows(records)
+    lines = [header, '',
+             '| scan | beams | input to the segmentation | points | CD to full scan (m) | mIoU on original points (%) '
+             '| accuracy (%) | upsampling time (s) |', '|---|---|---|---|---|---|---|---|']
+    for r in records:
+        lines.append(f'| {r["scan"]} | {r["beams"]} | {r["input"]} | {r["points"]} | {r["cd_m"]:.3f} | '
+                     f'{r["miou"]:.2f} | {r["accuracy"]:.2f} | {r["upsample_s"]:.1f} |')
+    md = '\n'.join(lines) + '\n'
+    (out / 'table.md').write_text(md)
+    return md
 
 
 def run(args) -> int:
@@ -84,6 +249,12 @@ def run(args) -> int:
     from pu_ros.training.metrics import ConfusionMatrix
 
     seq = Path(args.seq)
+    if args.patch_cd:
+        import json
+
+        scans = [(s, read_points(seq / 'velodyne' / f'{s}.bin')) for s in args.scans]
+        print(json.dumps(patch_cd(args.patch_cd, scans, [64 // b for b in args.beams], args.patches)))
+        return 0
     try:
         device = resolve_device(args.device)
         files = [(seq / 'velodyne' / f'{s}.bin', seq / 'labels' / f'{s}.label') for s in args.scans]
@@ -94,26 +265,35 @@ def run(args) -> int:
         ups = {}
         from pu_ros.inference.upsampler import Upsampler
 
+        common = {'device': device, 'merge': 'parent', 'batch_size': args.batch_size,
+                  'patch_overlap': args.patch_overlap}
         if args.published:
-            ups['(b) published PU-Flow'] = Upsampler(weights=args.published, device=device, merge='parent',
-                                                     batch_size=args.batch_size)
-        ups['(c) our LiDAR PU-Flow'] = Upsampler(weights=args.ours or '', device=device, merge='parent',
-                                                 batch_size=args.batch_size)
+            ups['(b) published PU-Flow'] = Upsampler(weights=args.published, **common)
+        ups['(c) our LiDAR PU-Flow'] = Upsampler(weights=args.ours or '', **common)
     except (ValueError, FileNotFoundError) as exc:
         print(f'pu-ros eval densify: {exc}', file=sys.stderr)
         return 2
     lmap = LabelMap.load()
-    rows: dict[str, dict] = {}
+    rows: dict[tuple, dict] = {}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    crop = f', cropped to {args.max_range:g} m' if args.max_range else ''
+    header = (f'Scans {", ".join(args.scans)} of {seq}{crop}; segmentation {seg.checkpoint.name}; upsampler patch '
+              f'overlap {args.patch_overlap:g}, tiles of {args.tile_points} points + {args.tile_margin:g} m; '
+              f'device {device_name(device)}. "all" pools the confusion matrices of the scans.')
 
-    def score(name, beams, cloud, full, gt, pred_on_full, t):
-        cm = rows.setdefault((name, beams), {'cm': ConfusionMatrix(seg.num_classes, seg.cfg.ignore_index),
-                                             'cd': [], 'n': [], 't': []})
-        cm['cm'].update(pred_on_full, gt)
-        cm['cd'].append(chamfer_m(cloud, full, args.cd_queries) if cloud is not full else 0.0)
-        cm['n'].append(len(cloud))
-        cm['t'].append(t)
+    def score(scan, name, beams, cloud, full, gt, pred_on_full, t):
+        cd = chamfer_m(cloud, full) if cloud is not full else 0.0
+        for key in [(scan, beams, name)] + [('all', beams, name)] * (len(files) > 1):
+            r = rows.setdefault(key, {'cm': ConfusionMatrix(seg.num_classes, seg.cfg.ignore_index),
+                                      'cd': [], 'n': [], 't': []})
+            r['cm'].update(pred_on_full, gt)
+            r['cd'].append(cd)
+            r['n'].append(len(cloud))
+            r['t'].append(t)
 
     for scan_path, label_path in files:
+        scan = scan_path.stem
         full = read_points(scan_path)
         gt = lmap.to_learning(read_labels(label_path, len(full)) & 0xFFFF)
         sparse_all = {b: decimate_beams(full, 64 // b) for b in args.beams}  # ring recovery on the whole scan
@@ -121,45 +301,24 @@ def run(args) -> int:
         if args.max_range:
             keep = np.hypot(full[:, 0], full[:, 1]) < args.max_range
         full_k, gt_k = full[keep], gt[keep]
-        score('full 64-beam scan (reference)', 64, full_k, full_k, gt_k, seg.segment(full_k, probs=False).labels, 0.0)
+        score(scan, 'full 64-beam scan (ceiling)', 64, full_k, full_k, gt_k,
+              seg.segment(full_k, probs=False).labels, 0.0)
         for beams, (sparse, mask, ring) in sparse_all.items():
             factor = 64 // beams
             sp, sp_ring = sparse[keep[mask]], ring[mask][keep[mask]]
             clouds = {'(a) sparse scan': (sp, 0.0)}
             for name, up in ups.items():
-                up.config.ratio = factor
                 t0 = time.perf_counter()
-                clouds[name] = (up.upsample(sp), time.perf_counter() - t0)
+                dense = upsample_tiled(up, sp, factor, args.tile_points, args.tile_margin)
+                clouds[name] = (dense, time.perf_counter() - t0)
+                print(f'{scan} {beams} beams {name}: {clouds[name][1]:.0f} s', file=sys.stderr, flush=True)
             t0 = time.perf_counter()
             clouds['(d) ring interpolation'] = (interpolate_rings(sp, sp_ring // factor, factor),
                                                 time.perf_counter() - t0)
             for name, (cloud, t) in clouds.items():
                 lab = seg.segment(cloud, probs=False).labels
-                score(name, beams, cloud, full_k, gt_k, labels_to(cloud, lab, full_k), t)
-        print(f'{scan_path.name}: done', file=sys.stderr)
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    records = []
-    for (name, beams), r in rows.items():
-        records.append({'beams': beams, 'input': name, 'points': int(np.mean(r['n'])),
-                        'cd_m': round(float(np.mean(r['cd'])), 4),
-                        'miou': round(100 * r['cm'].miou(), 2), 'accuracy': round(100 * r['cm'].accuracy(), 2),
-                        'upsample_s': round(float(np.mean(r['t'])), 2)})
-    records.sort(key=lambda r: (-r['beams'] if r['beams'] == 64 else r['beams'], r['input']))
-    with open(out / 'table.csv', 'w', newline='') as fh:
-        w = csv.DictWriter(fh, fieldnames=list(records[0]))
-        w.writeheader()
-        w.writerows(records)
-    crop = f', cropped to {args.max_range:g} m' if args.max_range else ''
-    lines = [f'Scans {", ".join(args.scans)} of {seq}{crop}; segmentation {seg.checkpoint.name}; '
-             f'device {device_name(device)}.', '',
-             '| beams | input to the segmentation | points | CD to full scan (m) | mIoU on original points (%) | '
-             'accuracy (%) | upsampling time (s) |', '|---|---|---|---|---|---|---|']
-    for r in records:
-        lines.append(f'| {r["beams"]} | {r["input"]} | {r["points"]} | {r["cd_m"]:.3f} | {r["miou"]:.2f} | '
-                     f'{r["accuracy"]:.2f} | {r["upsample_s"]:.1f} |')
-    md = '\n'.join(lines) + '\n'
-    (out / 'table.md').write_text(md)
+                score(scan, name, beams, cloud, full_k, gt_k, labels_to(cloud, lab, full_k), t)
+        md = _write_tables(out, rows, header)
+        print(f'{scan}: done', file=sys.stderr, flush=True)
     print(md)
     return 0

@@ -1,4 +1,4 @@
-"""Helpers of ``pu-ros eval densify``: exact gridded nearest neighbour, tiles, tiled upsampling."""
+"""Helpers of ``pu-ros eval densify``: exact nearest neighbour (tiled kNN), tiles, tiled upsampling."""
 
 import numpy as np
 import pytest

@@ -19,8 +19,8 @@ predictions, ignore class left out), so every row is scored on the same points. 
 nearest-neighbour distance both ways (metres, summed), on all points.
 
 Cost on a CPU. A whole scan is too large for brute-force neighbour search (124k × 124k distances per query), so
-:func:`nearest` runs the package's one kNN (:func:`pu_ros.ops.neighbors.knn_points`) cell by cell on an xy grid with
-a margin, and stays exact (a query whose neighbour is farther than the margin is searched against all points).
+:func:`nearest` uses the package's exact tiled kNN (:func:`pu_ros.ops.neighbors.knn_points_tiled`: each x-y cell
+searches its 3 x 3 block of cells; queries whose neighbour is farther are searched again with larger cells).
 Likewise :func:`upsample_tiled` hands the upsampler spatial tiles of at most ``--tile-points`` points (split at the
 median, with ``--tile-margin`` metres of context around each) and keeps the children of each tile's own points:
 the same patches and network, but the upsampler's whole-cloud neighbour searches stay small. Rows are written after
@@ -38,52 +38,31 @@ import time
 import numpy as np
 
 
-def nearest(query: np.ndarray, ref: np.ndarray, cell: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
-    """Exact nearest ``ref`` point of every ``query`` point, searched cell by cell on an xy grid.
+def nearest(query: np.ndarray, ref: np.ndarray, cell: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Exact nearest ``ref`` point of every ``query`` point: numpy wrapper of the package's tiled kNN.
 
-    Each ``cell``-metre square of queries is searched among the reference points of the square grown by ``cell / 2``
-    on every side; a neighbour found within that margin is the true one. Queries without one (far, sparse regions)
-    are searched against all reference points.
+    :func:`pu_ros.ops.neighbors.knn_points_tiled` searches each ``cell``-metre x-y square among the 3 x 3 squares
+    around it (larger squares, then all points, for the few queries whose neighbour is farther), so a whole scan
+    against another costs seconds instead of the brute-force M·N distances.
 
     Args:
         query: (M, >=3) points.
         ref: (N, >=3) points, N >= 1.
-        cell: grid cell (m).
+        cell: first-level x-y cell (m).
 
     Returns:
         ``(dist2 (M,) float32 squared distances, idx (M,) int64 indices into ref)``.
     """
     import torch
 
-    from pu_ros.ops.neighbors import knn_points
+    from pu_ros.ops.neighbors import knn_points_tiled
 
-    q = np.ascontiguousarray(query[:, :3], dtype=np.float32)
-    r = np.ascontiguousarray(ref[:, :3], dtype=np.float32)
-    dist2 = np.full(len(q), np.inf, np.float32)
-    idx = np.zeros(len(q), np.int64)
+    q = torch.from_numpy(np.ascontiguousarray(query[:, :3], dtype=np.float32))
+    r = torch.from_numpy(np.ascontiguousarray(ref[:, :3], dtype=np.float32))
     if len(q) == 0:
-        return dist2, idx
-    margin = cell / 2
-    qc = np.floor(q[:, :2] / cell).astype(np.int64)
-    keys, inverse = np.unique(qc, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    order = np.argsort(inverse, kind='stable')
-    bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
-    for c, key in enumerate(keys):  # one knn call per grid cell (hundreds), not per point
-        qi = order[bounds[c]:bounds[c + 1]]
-        lo, hi = key * cell - margin, (key + 1) * cell + margin
-        ri = np.flatnonzero((r[:, 0] >= lo[0]) & (r[:, 0] < hi[0]) & (r[:, 1] >= lo[1]) & (r[:, 1] < hi[1]))
-        if ri.size == 0:
-            continue
-        d2, i = knn_points(torch.from_numpy(q[qi]), torch.from_numpy(r[ri]), 1)
-        ok = d2[:, 0].numpy() <= margin * margin
-        dist2[qi[ok]] = d2[ok, 0].numpy()
-        idx[qi[ok]] = ri[i[ok, 0].numpy()]
-    rest = np.flatnonzero(~(dist2 <= margin * margin))
-    if rest.size:
-        d2, i = knn_points(torch.from_numpy(q[rest]), torch.from_numpy(r), 1)
-        dist2[rest], idx[rest] = d2[:, 0].numpy(), i[:, 0].numpy()
-    return dist2, idx
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    d2, idx = knn_points_tiled(q, r, 1, tile=cell)
+    return d2[:, 0].numpy(), idx[:, 0].numpy()
 
 
 def chamfer_m(pred: np.ndarray, full: np.ndarray, queries: int = 0, seed: int = 0) -> float:

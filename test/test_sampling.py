@@ -42,6 +42,26 @@ def _naive_match(points, generated, m):
     return np.array(chosen[:m])
 
 
+def test_fps_anchor_starts_as_fps_and_learns_offsets():
+    """anchor='fps': the untrained network returns the input's farthest points; its head gets gradients."""
+    from pu_ros.networks.sampling.samplenet import SampleNet
+    from pu_ros.ops.neighbors import farthest_point_sample
+
+    torch.manual_seed(0)
+    pts = torch.randn(3, 200, 3)
+    net = SampleNet(SampleNetConfig(num_out_points=16, anchor='fps')).eval()
+    simp = net.simplify(pts)
+    want = torch.gather(pts, 1, farthest_point_sample(pts, 16)[..., None].expand(-1, -1, 3))
+    assert torch.equal(simp, want)
+    idx = match_and_complete(pts, simp, 16)  # hard projection of FPS points = those very points
+    assert torch.equal(idx, farthest_point_sample(pts, 16))
+    net.train()
+    net(pts)['projected'].pow(2).sum().backward()
+    assert float(net.head.weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match='anchor'):
+        SampleNetConfig(anchor='grid')
+
+
 def test_match_and_complete_exact_distinct_and_matches_naive():
     rng = np.random.default_rng(1)
     pts = rng.normal(size=(3, 40, 3)).astype(np.float32)

@@ -28,6 +28,9 @@ class SampleNetConfig:
         progressive: train/read the output as an ordered sequence whose prefixes are samples.
         template_init: start the head from a spread template (our choice, see ``SampleNet._init_head``); False keeps
             PyTorch's default initialisation, as published.
+        anchor: ``'none'`` (as published: the head's 3·M outputs are the points) or ``'fps'`` (our variant: the head's
+            outputs are offsets added to the input's own M farthest points, and the head starts at zero, so the
+            untrained network *is* farthest-point sampling and training learns where to move away from it).
     """
 
     num_out_points: int = 32
@@ -37,9 +40,12 @@ class SampleNetConfig:
     min_sigma: float = 1e-2
     progressive: bool = False
     template_init: bool = True
+    anchor: str = 'none'
 
     def __post_init__(self):
         """Validate."""
+        if self.anchor not in ('none', 'fps'):
+            raise ValueError(f"SampleNetConfig: anchor must be 'none' or 'fps', got {self.anchor!r}")
         if int(self.num_out_points) < 1 or int(self.bottleneck) < 1 or int(self.group_size) < 1:
             raise ValueError(f'SampleNetConfig: sizes must be >= 1, got {self}')
         if float(self.min_sigma) <= 0:
@@ -107,7 +113,8 @@ class SampleNet(nn.Module):
     """Simplification network (as published) + soft projection.
 
     PointNet: pointwise convs 3→64→64→64→128→bottleneck with BatchNorm and ReLU, max pool, FC 256→256→256 with
-    BatchNorm and ReLU, then a linear layer to 3·M coordinates.
+    BatchNorm and ReLU, then a linear layer to 3·M coordinates (with ``anchor='fps'``: 3·M offsets from the input's
+    M farthest points).
 
     ``forward(points)`` returns ``{'simplified': (B, M, 3), 'projected': (B, M, 3)}`` (soft projection; used by
     training). Inference (hard projection, de-duplication, FPS completion) is in
@@ -126,7 +133,11 @@ class SampleNet(nn.Module):
         self.fc_bns = nn.ModuleList(nn.BatchNorm1d(b) for b in fc[1:])
         self.head = nn.Linear(256, 3 * int(cfg.num_out_points))
         self.project = SoftProjection(cfg.group_size, cfg.initial_temperature, cfg.min_sigma)
-        if cfg.template_init:
+        if cfg.anchor == 'fps':
+            with torch.no_grad():  # offsets start at zero: the untrained network returns the FPS anchor
+                self.head.weight.zero_()
+                self.head.bias.zero_()
+        elif cfg.template_init:
             self._init_head()
 
     @torch.no_grad()
@@ -157,7 +168,14 @@ class SampleNet(nn.Module):
         y = y.max(dim=2).values
         for fc, bn in zip(self.fcs, self.fc_bns):
             y = F.relu(bn(fc(y)))
-        return self.head(y).reshape(points.shape[0], -1, 3)
+        out = self.head(y).reshape(points.shape[0], -1, 3)
+        if self.cfg.anchor == 'fps':
+            from pu_ros.ops.neighbors import farthest_point_sample
+
+            with torch.no_grad():
+                idx = farthest_point_sample(points.detach(), out.shape[1])  # (B, M)
+            out = out + torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
+        return out
 
     def forward(self, points: torch.Tensor, features: torch.Tensor | None = None, prefix: int | None = None) -> dict:
         """Generate and softly project.

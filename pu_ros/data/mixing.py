@@ -161,12 +161,7 @@ def polarmix_select(points_a: np.ndarray, points_b: np.ndarray, start_deg: float
 
 def rotate_z(points: np.ndarray, angle: float) -> np.ndarray:
     """Copy of (N, >=3) points rotated about the z axis by ``angle`` radians (other columns unchanged)."""
-    out = np.array(points, copy=True)
-    c, s = np.cos(angle), np.sin(angle)
-    x, y = out[:, 0].astype(np.float64), out[:, 1].astype(np.float64)
-    out[:, 0] = (c * x - s * y).astype(out.dtype)
-    out[:, 1] = (s * x + c * y).astype(out.dtype)
-    return out
+    return rotate_each(points, np.full(len(points), float(angle)))
 
 
 def rotate_paste_select(labels_b: np.ndarray, thing_classes, angles) -> tuple[np.ndarray, np.ndarray]:

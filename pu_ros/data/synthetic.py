@@ -420,6 +420,19 @@ def _fmt(values) -> str:
     return ' '.join(f'{v:.12e}' for v in np.asarray(values, np.float64).ravel())
 
 
+def write_sequence_metadata(folder: str | Path, seq) -> None:
+    """Write ``calib.txt``, ``times.txt`` and ``poses.txt`` of a :class:`SyntheticSequence` and its folders."""
+    folder = Path(folder)
+    names = ['velodyne', 'labels'] + (['image_2'] if seq.config.render_image else [])
+    for name in names:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    m = seq.matrices
+    lines = [f'{k}: {_fmt(m[k])}' for k in ('P0', 'P1', 'P2', 'P3')] + [f'Tr: {_fmt(m["Tr"][:3])}']
+    (folder / 'calib.txt').write_text('\n'.join(lines) + '\n')
+    (folder / 'times.txt').write_text(''.join(f'{seq.stamp(i):.6e}\n' for i in range(len(seq))))
+    (folder / 'poses.txt').write_text(''.join(_fmt(seq.camera_pose(i)[:3]) + '\n' for i in range(len(seq))))
+
+
 def write_sequence(out_dir: str | Path, config: SceneConfig | None = None, progress: bool = True) -> Path:
     """Generate a sequence and write it in the KITTI odometry / SemanticKITTI layout.
 
@@ -437,14 +450,7 @@ def write_sequence(out_dir: str | Path, config: SceneConfig | None = None, progr
     config = SceneConfig() if config is None else config
     seq = SyntheticSequence(config)
     out = Path(out_dir)
-    folders = ['velodyne', 'labels'] + (['image_2'] if config.render_image else [])
-    for name in folders:
-        (out / name).mkdir(parents=True, exist_ok=True)
-    m = seq.matrices
-    calib_lines = [f'{k}: {_fmt(m[k])}' for k in ('P0', 'P1', 'P2', 'P3')] + [f'Tr: {_fmt(m["Tr"][:3])}']
-    (out / 'calib.txt').write_text('\n'.join(calib_lines) + '\n')
-    (out / 'times.txt').write_text(''.join(f'{seq.stamp(i):.6e}\n' for i in range(len(seq))))
-    (out / 'poses.txt').write_text(''.join(_fmt(seq.camera_pose(i)[:3]) + '\n' for i in range(len(seq))))
+    write_sequence_metadata(out, seq)
     for i in tqdm(range(len(seq)), desc='synth', unit='frame', disable=not progress, file=sys.stderr):
         f = seq.frame(i)
         f['points'].astype('<f4').tofile(out / 'velodyne' / f'{i:06d}.bin')

@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 import sys
 
-import numpy as np
+from pu_ros.data.synthetic import write_sequence_metadata
 
 _CACHE: dict = {}
 
@@ -47,23 +47,6 @@ def _write_frame(task) -> int:
 
         Image.fromarray(f['image'], 'RGB').save(folder / 'image_2' / f'{i:06d}.png', compress_level=6)
     return int(f['points'].shape[0])
-
-
-def _fmt(values) -> str:
-    return ' '.join(f'{v:.12e}' for v in np.asarray(values, np.float64).ravel())
-
-
-def write_sequence_metadata(folder: str | Path, seq) -> None:
-    """Write ``calib.txt``, ``times.txt`` and ``poses.txt`` of a :class:`SyntheticSequence` and its folders."""
-    folder = Path(folder)
-    names = ['velodyne', 'labels'] + (['image_2'] if seq.config.render_image else [])
-    for name in names:
-        (folder / name).mkdir(parents=True, exist_ok=True)
-    m = seq.matrices
-    lines = [f'{k}: {_fmt(m[k])}' for k in ('P0', 'P1', 'P2', 'P3')] + [f'Tr: {_fmt(m["Tr"][:3])}']
-    (folder / 'calib.txt').write_text('\n'.join(lines) + '\n')
-    (folder / 'times.txt').write_text(''.join(f'{seq.stamp(i):.6e}\n' for i in range(len(seq))))
-    (folder / 'poses.txt').write_text(''.join(_fmt(seq.camera_pose(i)[:3]) + '\n' for i in range(len(seq))))
 
 
 def write_dataset(root: str | Path, n_scans: int, seed: int = 0, frames_per_sequence: int = 10,

@@ -20,11 +20,12 @@ import argparse
 import array
 import json
 from pathlib import Path
-import statistics
 import struct
-import time
+import sys
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_model() -> str:
@@ -36,18 +37,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return 'unknown'
-
-
-def median_ms(fn, repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn()`` in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def loop_msg_to_array(msg) -> np.ndarray:
@@ -81,7 +70,10 @@ def main(argv=None) -> int:
     parser.add_argument('--n', type=int, default=120_000, help='points per cloud')
     parser.add_argument('--repeats', type=int, default=60, help='timed runs per vectorized measurement')
     args = parser.parse_args(argv)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
 
+    from bench.timing import median_ms
     from pu_ros.ops.cloud_layout import xyzi_label_dtype
     from pu_ros.ros import conversions as cv
 
@@ -103,8 +95,8 @@ def main(argv=None) -> int:
     base = {
         'struct_loop_unpack': median_ms(lambda: loop_msg_to_array(msg), loop_reps, warmup=1),
         'struct_loop_pack': median_ms(lambda: loop_array_to_msg(points, msg), loop_reps, warmup=1),
-        'memcpy_bytes': median_ms(lambda: bytes(msg.data), reps),
-        'memcpy_copyto': median_ms(lambda: np.copyto(dst, src), reps),
+        'memcpy_bytes': median_ms(lambda: bytes(msg.data), reps, warmup=2),
+        'memcpy_copyto': median_ms(lambda: np.copyto(dst, src), reps, warmup=2),
     }
     ours = {
         'msg->array cloud_to_array (zero-copy view)': (lambda: cv.cloud_to_array(msg), 'struct_loop_unpack'),
@@ -122,7 +114,7 @@ def main(argv=None) -> int:
             lambda: cv.array_to_cloud(structured, 'velo_link', is_dense=True), 'struct_loop_pack'),
     }
     for what, (fn, loop_name) in ours.items():
-        ms = median_ms(fn, reps)
+        ms = median_ms(fn, reps, warmup=2)
         for baseline in (loop_name, 'memcpy_bytes', 'memcpy_copyto'):
             print(json.dumps({
                 'what': what, 'n': n, 'device': device, 'median_ms': round(ms, 4), 'baseline': baseline,

@@ -25,10 +25,8 @@ import argparse
 import json
 import os
 from pathlib import Path
-import resource
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -58,19 +56,14 @@ def direct_ms(device: str, scans: list[np.ndarray]) -> float:
     """Median ms of ``Segmenter.segment(scan, probs=False)`` over ``scans`` (after one warm-up call)."""
     import torch
 
+    from bench.timing import median_ms
     from pu_ros.inference import Segmenter
 
     seg = Segmenter(device=device)
-    sync = torch.cuda.synchronize if seg.device.type == 'cuda' else (lambda: None)
+    sync = torch.cuda.synchronize if seg.device.type == 'cuda' else None
     seg.segment(scans[0], probs=False)
-    times = []
-    for scan in scans:
-        sync()
-        t = time.perf_counter()
-        seg.segment(scan, probs=False)
-        sync()
-        times.append((time.perf_counter() - t) * 1000.0)
-    return float(np.median(times))
+    each = iter(scans)
+    return median_ms(lambda: seg.segment(next(each), probs=False), len(scans), warmup=0, sync=sync)
 
 
 def _stat(values) -> dict | None:
@@ -84,6 +77,7 @@ def _stat(values) -> dict | None:
 def bench_config(bag: Path, stages: tuple[str, ...], device: str, rate: float, baseline_ms: float,
                  device_label: str) -> dict:
     """One JSON record: run the pipeline once over ``bag``."""
+    from bench.timing import process_peak_mb
     from pu_ros.resources import config_path
     from pu_ros.ros.pipeline_runner import STAGE_NODES, PipelineError, RunnerOptions, run_pipeline
 
@@ -117,7 +111,7 @@ def bench_config(bag: Path, stages: tuple[str, ...], device: str, rate: float, b
         'baseline': 'Segmenter.segment direct (no ROS), same scans', 'baseline_ms': round(baseline_ms, 1),
         'ratio': None if not median else round(baseline_ms / median, 3),
         'miou': None if mon.confusion is None else round(mon.confusion.miou(), 4),
-        'peak_mem_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        'peak_mem_mb': round(process_peak_mb(), 1),
     }
 
 
@@ -130,6 +124,8 @@ def main(argv=None) -> int:
     parser.add_argument('--frames', type=int, default=3, help='scans timed for the direct baseline')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     args = parser.parse_args(argv)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(ROOT / 'config' / 'fastdds_profile.xml'))
     import torch

@@ -31,9 +31,7 @@ import argparse
 import json
 import os
 from pathlib import Path
-import resource
 import sys
-import time
 
 import numpy as np
 
@@ -102,6 +100,7 @@ def bench_device(dev: str, scan: np.ndarray, source: str, sizes: list[int], repe
     """All measurements on one device."""
     import torch
 
+    from bench.timing import median_ms, process_peak_mb
     from pu_ros.inference.sampler import load_samplenet
     from pu_ros.networks.sampling.patches import PatchSampleNet
     from pu_ros.ops.device import device_name
@@ -120,16 +119,7 @@ def bench_device(dev: str, scan: np.ndarray, source: str, sizes: list[int], repe
             torch.cuda.synchronize()
 
     def median(fn, n=repeats, warm=True):
-        if warm:
-            fn()
-        sync()
-        ts = []
-        for _ in range(n):
-            t = time.perf_counter()
-            fn()
-            sync()
-            ts.append(1000 * (time.perf_counter() - t))
-        return float(np.median(ts))
+        return median_ms(fn, n, warmup=1 if warm else 0, sync=sync)
 
     common = {'n': int(xyz.shape[0]), 'device': device_name(dev), 'threads': threads, 'data': source,
               'weights': wsrc, 'repeats': repeats, 'baseline_repeats': baseline_repeats}
@@ -139,7 +129,7 @@ def bench_device(dev: str, scan: np.ndarray, source: str, sizes: list[int], repe
                 torch.cuda.reset_peak_memory_stats()
             ours = median(lambda m=m: model.sample_indices(xyz, m))
             peak = (torch.cuda.max_memory_allocated() / 2**20 if dev == 'cuda'
-                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                    else process_peak_mb())
             gen = generated_points(model, xyz, m)
             got = []
             ref = median(lambda m=m, gen=gen, got=got: got.append(published_path(xyz, gen, m)), baseline_repeats, False)

@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-import resource
 import sys
-import time
 
 import numpy as np
 
@@ -46,30 +44,21 @@ def load_scan() -> tuple[np.ndarray, str]:
     return SyntheticSequence(SceneConfig(seed=0, n_frames=1, render_image=False)).scan(0)[0], 'synthetic seed 0'
 
 
-def _median_ms(fn, repeats: int, sync) -> float:
-    fn()  # warm-up (allocations, spconv algorithm selection)
-    sync()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t) * 1000.0)
-    return float(np.median(times))
-
-
 def _peak_mb(device) -> float:
     import torch
 
+    from bench.timing import process_peak_mb
+
     if device.type == 'cuda':
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # process-wide high-water mark (Linux: KiB)
+    return process_peak_mb()
 
 
 def bench_device(device_str: str, repeats: int, scan: np.ndarray, source: str, checkpoint: Path | None) -> list[dict]:
     """Measure segment_3d and the references on one device; returns the JSON records."""
     import torch
 
+    from bench.timing import median_ms
     from pu_ros.inference.segmenter import Segmenter
     from pu_ros.networks.checkpoint import save_checkpoint
     from pu_ros.networks.segmentation import SegmentationConfig, Segmentor2DPASS
@@ -110,8 +99,8 @@ def bench_device(device_str: str, repeats: int, scan: np.ndarray, source: str, c
     name = device_name(device)
     threads = torch.get_num_threads()
     with torch.inference_mode():
-        vox_ms = _median_ms(voxelize, repeats, sync)
-        mlp_ms = _median_ms(point_mlp, repeats, sync)
+        vox_ms = median_ms(voxelize, repeats, sync=sync)
+        mlp_ms = median_ms(point_mlp, repeats, sync=sync)
     variants = [('fp32', False)] + ([('fp16', True)] if device.type == 'cuda' else [])
     for label, half in variants:
         if device.type == 'cuda':
@@ -121,7 +110,7 @@ def bench_device(device_str: str, repeats: int, scan: np.ndarray, source: str, c
             with torch.autocast('cuda', dtype=torch.float16, enabled=half):
                 seg.segment(scan)
 
-        ms = _median_ms(run, repeats, sync)
+        ms = median_ms(run, repeats, sync=sync)
         peak = _peak_mb(device)
         for ref, ref_ms in (('voxelize', vox_ms), ('point_mlp', mlp_ms)):
             records.append({

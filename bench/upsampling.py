@@ -26,7 +26,6 @@ import json
 import os
 from pathlib import Path
 import sys
-import time
 
 import numpy as np
 
@@ -82,17 +81,14 @@ def _measure(fn, repeats: int, device) -> tuple[float, float]:
     """(median ms, peak MB) of ``fn`` after one warm-up call."""
     import torch
 
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else (lambda: None)
-    fn()
-    sync()
-    _reset_peak(device)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
+    from bench.timing import median_ms
+
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else None
+    fn()  # warm-up, before the peak is reset
+    if sync:
         sync()
-        times.append((time.perf_counter() - t) * 1000.0)
-    return float(np.median(times)), _peak_mb(device)
+    _reset_peak(device)
+    return median_ms(fn, repeats, warmup=0, sync=sync), _peak_mb(device)
 
 
 def bench_device(device_str: str, repeats: int, clouds, weights: Path, quick: bool) -> list[dict]:

@@ -174,6 +174,30 @@ def test_tiny_training_and_resume(tmp_path):
     assert len(set(res.indices.tolist())) == 10
 
 
+def test_feature_targets_vanish_on_the_full_cloud_only(tmp_path):
+    from pu_ros.networks.sampling.pointnet import PointNetCls
+    from pu_ros.training.sampling_tasks import ClsTask
+    from pu_ros.training.train_sampling import load_config
+
+    _fake_modelnet(tmp_path / 'mn')
+    torch.manual_seed(0)
+    torch.save(PointNetCls(num_classes=2).state_dict(), tmp_path / 'pn.t7')
+    cfg = load_config('train/sampling_cls.yaml', [f'train.task_weights={tmp_path / "pn.t7"}', 'train.batch_size=3',
+                                                 'train.num_in_points=128', 'model.num_out_points=8',
+                                                 'train.targets=feature', f'train.modelnet_root={tmp_path / "mn"}'])
+    task = ClsTask(cfg['model'], cfg['train'], 'cpu')
+    batch = task.batch(np.random.default_rng(0))
+    assert batch['features'].shape == (3, 1024)
+    full = float(task._task_loss(batch['points'], batch))
+    part = float(task._task_loss(batch['points'][:, :8], batch))
+    assert abs(full) < 1e-5 and part > 1e-3
+    # the feature term adds to the KL of plain distillation
+    task.t['targets'] = 'distill'
+    assert float(task._task_loss(batch['points'][:, :8], batch)) < part
+    with pytest.raises(ValueError, match='distill, label or feature'):
+        ClsTask(cfg['model'], {**cfg['train'], 'targets': 'logits'}, 'cpu')
+
+
 @pytest.mark.parametrize('argv', [
     ['train', 'sampling', '--config', '/nonexistent.yaml'],
     ['train', 'sampling', '--set', 'train.task=segmentation'],

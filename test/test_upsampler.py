@@ -99,6 +99,33 @@ def test_auto_merge_is_fps_for_objects_and_parent_for_large_clouds(small_weights
     assert far(run['fps']) <= far(none) + 1e-6
 
 
+def test_fps_merge_pools_only_the_patch_cores(small_weights, monkeypatch):
+    import pu_ros.inference.upsampler as mod
+
+    pts = _surface(300, seed=5)
+    pools = []
+    real_fps = mod.farthest_point_sample
+
+    def spy(points, m):
+        pools.append(points.shape[0])
+        return real_fps(points, m)
+
+    monkeypatch.setattr(mod, 'farthest_point_sample', spy)
+    sizes = {}
+    for keep in (1.0, 0.25):
+        pools.clear()
+        up = Upsampler(weights=str(small_weights), ratio=4, merge='fps', fps_keep=keep, patch_overlap=4.0,
+                       device='cpu', patch_size=64)
+        assert up.upsample(pts).shape == (1200, 3)
+        sizes[keep] = pools[-1]
+    # same patches (overlap given): the pool is the input plus R children of the first P*keep points of each patch
+    patches = (sizes[1.0] - 300) // (64 * 4)
+    assert sizes[1.0] == 300 + patches * 64 * 4
+    assert sizes[0.25] == 300 + patches * 16 * 4
+    with pytest.raises(ValueError, match='fps_keep'):
+        UpsamplerConfig(fps_keep=0.0)
+
+
 def test_ratio_plan(small_weights):
     up = Upsampler(weights=str(small_weights), device='cpu')
     assert up.passes(3) == [3] and up.passes(4) == [4]

@@ -27,7 +27,10 @@ def add_arguments(parser) -> None:
     parser.add_argument('--patch-size', type=int, default=d.patch_size)
     parser.add_argument('--strategy', default=d.strategy, choices=('auto', 'weights', 'iterate'))
     parser.add_argument('--merge', default=d.merge, choices=('auto', 'parent', 'fps'))
-    parser.add_argument('--patch-overlap', type=float, default=d.patch_overlap)
+    parser.add_argument('--patch-overlap', type=float, default=d.patch_overlap,
+                        help='about how many patches cover each point (0 = auto)')
+    parser.add_argument('--fps-keep', type=float, default=d.fps_keep,
+                        help="merge fps: share of each patch whose children are pooled (1 = the reference's way)")
 
 
 def run(args) -> int:
@@ -39,7 +42,7 @@ def run(args) -> int:
     try:
         cfg = UpsamplerConfig(ratio=args.ratio, weights=args.weights, device=args.device,
                               batch_size=args.batch_size, patch_size=args.patch_size, strategy=args.strategy,
-                              merge=args.merge, patch_overlap=args.patch_overlap)
+                              merge=args.merge, patch_overlap=args.patch_overlap, fps_keep=args.fps_keep)
         points = read_cloud(args.input)
         up = Upsampler(cfg)
         t0 = time.perf_counter()

@@ -88,7 +88,8 @@ class PeakRSS:
 class Model:
     """One column of the table: a callable ``(points (N, 3), ratio, K) -> (N·ratio, 3)``."""
 
-    def __init__(self, name: str, weights: str | None, device: str, batch_size: int, patch_overlap: float = 0.0):
+    def __init__(self, name: str, weights: str | None, device: str, batch_size: int, patch_overlap: float = 0.0,
+                 fps_keep: float | None = None):
         self.name = name
         self.up = None
         self.device = device
@@ -96,6 +97,8 @@ class Model:
             from pu_ros.inference.upsampler import Upsampler
 
             extra = {'patch_overlap': float(patch_overlap)} if patch_overlap else {}
+            if fps_keep is not None:
+                extra['fps_keep'] = float(fps_keep)
             self.up = Upsampler(weights=str(weights), device=device, batch_size=batch_size, **extra)
             self.default_k = int(self.up.model.config.interp_k)
             self.decoder = self.up.model.config.decoder
@@ -290,8 +293,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     parser.add_argument('--batch-size', type=int, default=32, help='patches per forward pass')
     parser.add_argument('--patch-overlap', type=float, default=0.0,
-                        help="patches per point of the Upsampler (0 = its default: 4 with the FPS merge, as in the "
-                        "reference, 2 with the parent merge; 2 halves the network time of the FPS merge)")
+                        help='patches per point of the Upsampler (0 = its default: 8 with the FPS merge, 4 when '
+                        "--fps-keep 1 as in the reference, 2 with the parent merge)")
+    parser.add_argument('--fps-keep', type=float, default=None,
+                        help="FPS merge: share of each patch whose children are pooled (default: the Upsampler's "
+                        "0.25; 1 = the reference's procedure)")
     parser.add_argument('--only', action='append', default=None, metavar='ROW',
                         help="evaluate only these rows (e.g. --only x4 --only 'noise 1.0%%' --only K=4)")
     parser.add_argument('--no-baseline', action='store_true', help='leave out the naive midpoint baseline')
@@ -329,7 +335,7 @@ def run(args) -> int:
     out = Path(args.out)
     try:
         meshes = [MeshData(p, out / 'cache', inputs_dir) for p in paths]
-        models = [Model(_label(w, args.weights), w, device, args.batch_size, args.patch_overlap)
+        models = [Model(_label(w, args.weights), w, device, args.batch_size, args.patch_overlap, args.fps_keep)
                   for w in args.weights]
     except (ValueError, MeshFormatError, FileNotFoundError) as exc:
         print(f'pu-ros eval upsampling: {exc}', file=sys.stderr)

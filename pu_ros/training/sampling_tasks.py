@@ -39,7 +39,10 @@ class ClsTask:
     (rotation of up to ``rotate_deg`` about the up axis, anisotropic scale in ``scale_range``, clipped jitter
     ``jitter``) and normalises each to the unit ball, as evaluation does. With ``targets: distill`` the task loss is
     the KL divergence from the frozen PointNet's own prediction on the full cloud (temperature ``distill_t``), which
-    needs no label and so works on synthetic shapes; ``targets: label`` is the published cross-entropy (ModelNet only).
+    needs no label and so works on synthetic shapes; ``targets: feature`` adds the relative squared error between the
+    classifier's max-pooled global feature of the sampled points and of the full cloud (1024 targets per cloud instead
+    of 40: the sample should realise the maxima the classifier reads); ``targets: label`` is the published
+    cross-entropy (ModelNet only).
     ``freeze_bn`` keeps SampleNet's BatchNorms in inference mode (fixed affine layers at their initial statistics):
     tried because an early checkpoint scored far better with batch statistics than in inference mode.
     """
@@ -56,8 +59,8 @@ class ClsTask:
         shapes = load_modelnet(t['modelnet_root'], 'train')
         if not shapes:
             raise FileNotFoundError(f'no ModelNet40 training shapes under {t["modelnet_root"]}')
-        if t['targets'] not in ('distill', 'label'):
-            raise ValueError(f'train.targets must be distill or label, got {t["targets"]!r}')
+        if t['targets'] not in ('distill', 'label', 'feature'):
+            raise ValueError(f'train.targets must be distill, label or feature, got {t["targets"]!r}')
         n_val = min(int(t['val_shapes']), len(shapes) - 1)
         order = np.random.default_rng(12345).permutation(len(shapes))  # a fixed hold-out, independent of train.seed
         self.val = [shapes[i] for i in sorted(order[:n_val])]
@@ -107,15 +110,26 @@ class ClsTask:
                 labels.append(s.label)
         pts = torch.from_numpy(np.stack(pts)).to(self.device)
         with torch.no_grad():
-            teacher = torch.softmax(self.task_net(pts) / float(self.t['distill_t']), dim=1)
-        return {'points': pts, 'labels': torch.as_tensor(labels, device=self.device), 'teacher': teacher}
+            features = self.task_net.feature_model(pts)                                    # (B, 1024)
+            teacher = torch.softmax(self.task_net.classify(features) / float(self.t['distill_t']), dim=1)
+        return {'points': pts, 'labels': torch.as_tensor(labels, device=self.device), 'teacher': teacher,
+                'features': features}
 
-    def _task_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+    def _task_loss(self, sampled: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Task loss of the (B, M, 3) projected points against the batch's targets."""
+        features = self.task_net.feature_model(sampled)                                   # (B, 1024)
+        logits = self.task_net.classify(features)
         if self.t['targets'] == 'label':
             keep = batch['labels'] >= 0
             return F.cross_entropy(logits[keep], batch['labels'][keep]) if bool(keep.any()) else logits.sum() * 0
         temp = float(self.t['distill_t'])
-        return F.kl_div(F.log_softmax(logits / temp, dim=1), batch['teacher'], reduction='batchmean') * temp ** 2
+        kl = F.kl_div(F.log_softmax(logits / temp, dim=1), batch['teacher'], reduction='batchmean') * temp ** 2
+        if self.t['targets'] == 'distill':
+            return kl
+        # feature: the sampled cloud's max-pooled feature should equal the full cloud's (relative squared error),
+        # i.e. the M points should realise the maxima the classifier reads, plus the KL term
+        ref = batch['features']
+        return kl + ((features - ref) ** 2).sum(1).mean() / (ref ** 2).sum(1).mean().clamp_min(1e-9)
 
     def losses(self, net, batch: dict) -> dict:
         """Task loss (distillation or cross-entropy) on the projected points, simplification and projection."""
@@ -126,7 +140,7 @@ class ClsTask:
         out = net(batch['points'])
         task = simp = 0.0
         for m in self.sizes:
-            task = task + self._task_loss(self.task_net(out['projected'][:, :m]), batch)
+            task = task + self._task_loss(out['projected'][:, :m], batch)
             simp = simp + simplification_loss(out['simplified'][:, :m], batch['points'], self.weights)
         k = len(self.sizes)
         proj = projection_loss(self.model.net.project.sigma(), self.weights)

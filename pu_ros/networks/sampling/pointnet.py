@@ -53,8 +53,11 @@ class PointNetCls(nn.Module):
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """(B, N, 3) -> (B, C) logits."""
-        y = self.feature_model(points)
-        y = F.relu(self.bn1(self.linear1(y)))
+        return self.classify(self.feature_model(points))
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, emb) global features -> (B, C) logits (the part after the max pool)."""
+        y = F.relu(self.bn1(self.linear1(features)))
         y = self.dropout(F.relu(self.bn2(self.linear2(y))))
         return self.linear3(y)
 

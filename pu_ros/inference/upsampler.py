@@ -211,12 +211,13 @@ class Upsampler:
         overlap = float(self.config.patch_overlap) or auto_overlap
         idx, dist2 = covering_patches(xyz, p, max(overlap, 1.0))
         if merge == 'fps':
-            # the patch's points nearest its seed (idx: ascending distance); more when the pool would be too small
+            # the patch's points nearest its seed (idx: ascending distance); more when the pool would be too small;
+            # clone() so that only the kept slice of each batch's output stays in memory
             need = math.ceil((target + int(self.config.fps_outliers) - n) / (idx.shape[0] * ratio))
             core = min(p, max(1, round(p * keep_share), need))
             kept = []
             self._run_patches(xyz, idx, ratio,
-                              lambda s0, dense: kept.append(dense.reshape(dense.shape[0], p, ratio, 3)[:, :core]))
+                              lambda s0, dense: kept.append(dense.reshape(-1, p, ratio, 3)[:, :core].clone()))
             pool = torch.cat([torch_cat(kept).reshape(-1, 3), xyz])           # core children, then the input
             pool = pool[torch.isfinite(pool).all(1)]
             n_out = max(0, min(int(self.config.fps_outliers), pool.shape[0] - target))

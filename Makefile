@@ -28,9 +28,13 @@ endif
 STAMP := $(VENV)/.pu_ros-$(MODE)
 
 # Tests keep every DDS packet on loopback: as root with unshare available they also run in a network namespace
-# that has nothing but `lo`.
-ISOLATE := $(shell [ "$$(id -u)" = 0 ] && unshare -n true >/dev/null 2>&1 && echo 1)
-ifeq ($(ISOLATE),1)
+# that has nothing but `lo`, and (where a mount namespace is allowed too) with a /dev/shm of their own, so Fast DDS
+# shared memory left on the host by other runs cannot reach them (a half-created segment hangs every participant).
+ISOLATE := $(shell [ "$$(id -u)" = 0 ] && unshare -n true >/dev/null 2>&1 && \
+  (unshare -n -m sh -c 'mount -t tmpfs -o mode=1777 tmpfs /dev/shm' >/dev/null 2>&1 && echo 2 || echo 1))
+ifeq ($(ISOLATE),2)
+  RUN_ISOLATED = unshare -n -m sh -c 'mount -t tmpfs -o mode=1777 tmpfs /dev/shm && ip link set lo up && exec "$$@"' sh
+else ifeq ($(ISOLATE),1)
   RUN_ISOLATED = unshare -n sh -c 'ip link set lo up && exec "$$@"' sh
 else
   RUN_ISOLATED =

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -174,8 +175,7 @@ def replay_check(args) -> int:
         try:
             player_rc = player.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            player.kill()
-            player_rc = player.wait()
+            player_rc = _stop(player)
         forward.join(timeout=5)
 
         _say('[5/5] checking what arrived against the bag and the .bin files ...')
@@ -201,10 +201,19 @@ def replay_check(args) -> int:
         return 130
     finally:
         if player is not None and player.poll() is None:
-            player.kill()
-            player.wait()
+            _stop(player)
         if own_tmp:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    """SIGINT, then SIGKILL after 5 s: a DDS process killed outright can leave Fast DDS shared memory half made."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 def _report(expected: list[dict], received: list[dict], result: dict, sources: list[str]) -> bool:

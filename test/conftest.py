@@ -3,7 +3,9 @@
 import importlib.util
 import os
 from pathlib import Path
+import warnings
 
+from procs import remove_stale_fastdds_segments
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +45,17 @@ def pytest_collection_modifyitems(config, items):
                 have_gpu = _have_cuda()
             if not have_gpu and not os.environ.get('PU_ROS_GPU_DRY_RUN'):  # dry run: see test/test_gpu.py
                 item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _fastdds_shm_guard(request):
+    """Before a DDS test: remove Fast DDS segments left uninitialised by a killed process (see test/procs.py)."""
+    if request.node.get_closest_marker('ros') is not None:
+        removed = remove_stale_fastdds_segments()
+        if removed:
+            warnings.warn(f'removed uninitialised Fast DDS shared memory left by a killed process: {removed}',
+                          stacklevel=1)
+    yield
 
 
 @pytest.fixture(scope='session')

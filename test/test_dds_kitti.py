@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+from procs import stop
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,8 +57,7 @@ def _stop(proc, grace=0.0):
     try:
         return proc.communicate(timeout=grace if grace > 0 else 0.01)[0]
     except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.communicate(timeout=10)[0]
+        return stop(proc)
 
 
 def _bitwise_equal(a, b):

@@ -8,6 +8,7 @@ from pathlib import Path
 import subprocess
 import sys
 
+from procs import stop
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,8 +118,7 @@ def test_echo_cli_writes_json_records_of_a_replayed_bag(tmp_path):
         out = echo.communicate(timeout=30)[0]
     finally:
         if echo.poll() is None:
-            echo.kill()
-            echo.communicate()
+            stop(echo)
     assert play.returncode == 0, play.stderr
     assert echo.returncode == 0, out
     assert 'PointCloud2  4' in out  # the summary table

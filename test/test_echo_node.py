@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+from procs import stop
 import pytest
 
 pytestmark = pytest.mark.ros
@@ -136,8 +137,7 @@ def test_main_exit_code_says_whether_count_was_reached():
         rclpy.try_shutdown(context=ctx)
         for proc in (reached, short):
             if proc.poll() is None:
-                proc.kill()
-                proc.communicate(timeout=10)
+                stop(proc)
     assert reached.returncode == 0, out_reached
     assert '/echo_main/reached' in out_reached and 'Traceback' not in out_reached
     assert short.returncode == 1, out_short

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+from procs import stop
 import pytest
 
 pytestmark = pytest.mark.ros
@@ -64,8 +65,7 @@ class Proc:
 
     def __exit__(self, *exc):
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+            stop(self.proc, group=True, read=False)
         return False
 
 
@@ -174,7 +174,7 @@ def test_killing_ros2_run_leaves_no_orphan(tmp_path):
         assert not _alive(child), 'the node outlived its ros2 parent'
     finally:
         if proc.poll() is None:
-            proc.kill()
+            stop(proc, read=False)
         if child is not None and _alive(child):
             os.kill(child, signal.SIGKILL)
 

@@ -16,6 +16,7 @@ import sys
 import time
 
 import numpy as np
+from procs import stop
 import pytest
 
 pytest.importorskip('tf2_msgs.msg', reason='tf2_msgs is not importable (run requirements/build_tf2_msgs.sh)')
@@ -77,9 +78,7 @@ def player(scene):
         assert proc.poll() is None, log.read_text()
         yield log
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+        stop(proc, read=False)
 
 
 def _late_joiner(wait_s=20.0):

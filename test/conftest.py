@@ -3,6 +3,7 @@
 import importlib.util
 import os
 from pathlib import Path
+import signal
 import warnings
 
 from procs import remove_stale_fastdds_segments
@@ -19,6 +20,12 @@ os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(ROOT / 'config' / 'fa
 os.environ.pop('ROS_LOCALHOST_ONLY', None)
 
 HAVE_RCLPY = importlib.util.find_spec('rclpy') is not None
+
+# Tests stop their subprocesses with SIGINT. A shell that starts a job in the background (`make test &`) makes it
+# ignore SIGINT, and that disposition is inherited across exec by every process the tests start; Python's own
+# handler in this process is reset to the default in children, so they act on Ctrl-C again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _have_cuda():

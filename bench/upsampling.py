@@ -9,7 +9,9 @@ Cases: a 2048-point object (the PU-GAN ``fandisk`` input when ``../shared/data``
 surface) ×4 and ×16, and a ~35k-point 32-beam synthetic LiDAR scan (``pu_ros.data.synthetic``) ×2 and ×4.
 The references:
 - ``midpoint``: the naive baseline, input points plus midpoints of edges to their nearest neighbours (no network);
-- ``unbatched``: the same upsampler run patch by patch (``batch_size=1``): what batching buys.
+- ``unbatched``: the same upsampler run patch by patch (``batch_size=1``): what batching buys;
+- ``no_relax`` (object ×4 only, the FPS merge): the same upsampler without the Lloyd steps (``fps_relax=0``), the
+  reference's merge: what those steps cost.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` (reset before each measurement); on the CPU the process's
 resident-set high-water mark (VmHWM, reset through ``/proc/self/clear_refs`` before each measurement).
@@ -121,6 +123,9 @@ def bench_device(device_str: str, repeats: int, clouds, weights: Path, quick: bo
         ms, peak = _measure(run, repeats, device)
         refs = [('midpoint', *_measure(naive, repeats, device))]
         refs.append(('unbatched', *_measure(lambda up=single: run(up), max(1, repeats // 2), device)))
+        if ci == 0 and ratio == 4:
+            plain = Upsampler(weights=str(weights), ratio=ratio, device=device_str, fps_relax=0)
+            refs.append(('no_relax', *_measure(lambda up=plain: run(up), repeats, device)))
         for ref, ref_ms, ref_peak in refs:
             records.append({
                 'what': f'upsample_{cloud_name}_x{ratio}', 'n': int(cloud.shape[0]), 'ratio': ratio,

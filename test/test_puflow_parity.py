@@ -3,14 +3,16 @@
 The ×4 outputs of our Upsampler with its default settings (after the reference's test-time procedure,
 unknownue/puflow ``modules/discrete/upsample.py``: FPS-seeded kNN patches of 256 points, each normalised, ×4, the
 outputs pooled with the input, FPS to N·R + 24, the 24 points farthest from the input dropped; ours pools only the
-children of each patch's core quarter, with 8 patches per point instead of 4), for the PU-GAN inputs fandisk and
-Icosahedron (2048 points) are scored against their meshes (ground truth: 8192 Poisson-disk points for the CD, the
-mesh surface for P2F) with the same metric code as PU-GAN's own ×4 outputs shipped beside them.
+children of each patch's core quarter, with 8 patches per point instead of 4, and ends with 3 Lloyd steps over the
+children of each patch's inner three quarters and the input), for the PU-GAN inputs fandisk and Icosahedron (2048
+points) are scored against their meshes (ground truth: 8192 Poisson-disk points for the CD, the mesh surface for
+P2F) with the same metric code as PU-GAN's own ×4 outputs shipped beside them.
 
-Measured (CPU, see models/README.md, ×10⁻³): CD 0.199 vs PU-GAN 0.196 (fandisk) and 0.463 vs 0.445 (Icosahedron);
-P2F 1.52 vs 1.72 and 2.10 vs 2.03. Parity is NOT met: P2F is better on fandisk, CD is 1.5 % / 4 % above PU-GAN's
-(the reference's own procedure, ``fps_keep=1``: CD 0.207 / 0.456, P2F 2.17 / 2.46). So this test is a regression
-guard on the default procedure (CD ≤ 1.10 × and P2F ≤ 1.40 × PU-GAN's), not the parity the issue asks for.
+Measured (CPU, see models/README.md, ×10⁻³): CD 0.1945 vs PU-GAN 0.1963 (fandisk) and 0.4507 vs 0.4451
+(Icosahedron); P2F 1.378 vs 1.721 and 1.778 vs 2.035. Parity is met on three of the four numbers, NOT on
+Icosahedron's CD (1.3 % above PU-GAN's; the reference's own procedure, ``fps_keep=1, fps_relax=0``: CD 0.207 / 0.456,
+P2F 2.17 / 2.46). So this test is a regression guard on the default procedure (CD ≤ 1.05 × and P2F ≤ 1.10 × PU-GAN's),
+not the parity the issue asks for.
 """
 
 from conftest import SHARED_DATA
@@ -35,10 +37,10 @@ def test_published_weights_against_pugan_outputs(name):
     inp = metrics.read_points(PUGAN / 'input' / f'{name}.xyz')
     up = Upsampler(weights=str(WEIGHTS), ratio=4, device='cpu')  # defaults = the reference's procedure
     assert up.config.merge == 'auto' and up.config.patch_overlap == 0.0 and up.config.fps_outliers == 24
-    assert up.config.fps_keep == 0.25
+    assert up.config.fps_keep == 0.25 and up.config.fps_relax == 3 and up.config.fps_relax_keep == 0.75
     ours = up.upsample(inp)
     assert ours.shape == (8192, 3)
     a = metrics.evaluate_set(ours, gt, mesh)
     b = metrics.evaluate_set(metrics.read_points(PUGAN / 'pugan_x4_output' / f'{name}.xyz'), gt, mesh)
-    assert a['cd'] <= 1.10 * b['cd'], (a, b)
-    assert a['p2f'] <= 1.40 * b['p2f'], (a, b)
+    assert a['cd'] <= 1.05 * b['cd'], (a, b)
+    assert a['p2f'] <= 1.10 * b['p2f'], (a, b)

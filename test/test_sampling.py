@@ -28,7 +28,7 @@ def test_soft_projection_weights_and_hard_limit():
     nearest = ((q[:, :, None] - pts[:, None]) ** 2).sum(-1).argmin(-1)
     torch.testing.assert_close(hard, torch.gather(pts, 1, nearest[..., None].expand(-1, -1, 3)))
     assert float((soft - hard).detach().abs().max()) > 1e-3  # sigma = 1 really averages
-    assert float(SoftProjection(initial_temperature=0.0, min_sigma=0.05).sigma()) == pytest.approx(0.05)
+    assert float(SoftProjection(initial_temperature=0.0, min_sigma=0.05).sigma().detach()) == pytest.approx(0.05)
 
 
 def _naive_match(points, generated, m):

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from pu_ros.data.cloud_files import CloudFileError, read_cloud, write_cloud
-from pu_ros.inference.patching import child_counts, covering_patches, midpoint_upsample, normalize_patches, seed_weights
+from pu_ros.inference.patching import (
+    child_counts,
+    covering_patches,
+    lloyd_relax,
+    midpoint_upsample,
+    normalize_patches,
+    seed_weights,
+)
 from pu_ros.inference.upsampler import Upsampler, UpsamplerConfig
 from pu_ros.networks.checkpoint import save_checkpoint
 from pu_ros.networks.upsampling import PUFlow, PUFlowConfig
@@ -110,7 +117,15 @@ def test_fps_merge_pools_only_the_patch_cores(small_weights, monkeypatch):
         pools.append(points.shape[0])
         return real_fps(points, m)
 
+    real_relax = mod.lloyd_relax
+    relaxed = []
+
+    def spy_relax(points, samples, steps):
+        relaxed.append((points.shape[0], samples.shape[0], steps))
+        return real_relax(points, samples, steps)
+
     monkeypatch.setattr(mod, 'farthest_point_sample', spy)
+    monkeypatch.setattr(mod, 'lloyd_relax', spy_relax)
     sizes = {}
     for keep in (1.0, 0.25):
         pools.clear()
@@ -122,8 +137,28 @@ def test_fps_merge_pools_only_the_patch_cores(small_weights, monkeypatch):
     patches = (sizes[1.0] - 300) // (64 * 4)
     assert sizes[1.0] == 300 + patches * 64 * 4
     assert sizes[0.25] == 300 + patches * 16 * 4
+    # the Lloyd steps move the N*R chosen points over the children of the first P*fps_relax_keep points + the input
+    assert relaxed[-1] == (1200, 300 + patches * 48 * 4, 3)
     with pytest.raises(ValueError, match='fps_keep'):
         UpsamplerConfig(fps_keep=0.0)
+    with pytest.raises(ValueError, match='fps_relax'):
+        UpsamplerConfig(fps_relax=-1)
+
+
+def test_lloyd_relax_lowers_the_coverage_error():
+    torch.manual_seed(0)
+    samples = torch.nn.functional.normalize(torch.randn(4000, 3), dim=1)         # a sphere, densely sampled
+    start = torch.nn.functional.normalize(torch.randn(200, 3) * torch.tensor([1.0, 1.0, 0.3]), dim=1)  # clumped
+
+    def coverage(points):  # mean squared distance from the surface samples to their nearest point
+        return float(((samples[:, None] - points[None]) ** 2).sum(-1).min(1).values.mean())
+
+    errors = [coverage(lloyd_relax(start, samples, steps)) for steps in range(4)]
+    assert errors[0] == coverage(start)                                             # 0 steps: unchanged
+    assert all(b <= a + 1e-7 for a, b in zip(errors, errors[1:])), errors           # never worse
+    assert errors[3] < 0.8 * errors[0], errors
+    far = torch.cat([start[:10], torch.tensor([[9.0, 9.0, 9.0]])])                  # nearest to no sample: stays
+    assert torch.equal(lloyd_relax(far, samples, 2)[-1], far[-1])
 
 
 def test_ratio_plan(small_weights):
@@ -140,8 +175,11 @@ def test_intensity_follows_nearest_input_and_tensor_path(small_weights):
     up = Upsampler(weights=str(small_weights), ratio=3, device='cpu', patch_size=64)
     out = up.upsample(cloud)
     assert out.shape == (900, 4)
-    nearest = np.argmin(((out[:, None, :3] - pts[None]) ** 2).sum(-1), axis=1)
-    assert np.array_equal(out[:, 3], cloud[nearest, 3])
+    d2 = ((out[:, None, :3] - pts[None]) ** 2).sum(-1)                 # (900, 300)
+    carried = out[:, 3].astype(int)                                     # intensity = index of the input point
+    assert np.array_equal(out[:, 3], carried) and carried.min() >= 0 and carried.max() < 300
+    # the intensity of a nearest input point (a float32 near-tie may go either way)
+    assert np.all(d2[np.arange(900), carried] <= d2.min(1) + 1e-6)
     t = up.upsample_tensor(torch.from_numpy(cloud))
     assert isinstance(t, torch.Tensor) and t.shape == (900, 4) and t.device.type == up.device.split(':')[0]
 

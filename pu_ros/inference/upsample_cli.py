@@ -31,6 +31,8 @@ def add_arguments(parser) -> None:
                         help='about how many patches cover each point (0 = auto)')
     parser.add_argument('--fps-keep', type=float, default=d.fps_keep,
                         help="merge fps: share of each patch whose children are pooled (1 = the reference's way)")
+    parser.add_argument('--fps-relax', type=int, default=d.fps_relax,
+                        help="merge fps: Lloyd steps after the FPS (0 = none, the reference's way)")
 
 
 def run(args) -> int:
@@ -42,7 +44,8 @@ def run(args) -> int:
     try:
         cfg = UpsamplerConfig(ratio=args.ratio, weights=args.weights, device=args.device,
                               batch_size=args.batch_size, patch_size=args.patch_size, strategy=args.strategy,
-                              merge=args.merge, patch_overlap=args.patch_overlap, fps_keep=args.fps_keep)
+                              merge=args.merge, patch_overlap=args.patch_overlap, fps_keep=args.fps_keep,
+                              fps_relax=args.fps_relax)
         points = read_cloud(args.input)
         up = Upsampler(cfg)
         t0 = time.perf_counter()

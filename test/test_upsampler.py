@@ -12,6 +12,7 @@ from pu_ros.inference.patching import (
     covering_patches,
     lloyd_relax,
     midpoint_upsample,
+    near_surface_midpoints,
     normalize_patches,
     seed_weights,
 )
@@ -117,15 +118,21 @@ def test_fps_merge_pools_only_the_patch_cores(small_weights, monkeypatch):
         pools.append(points.shape[0])
         return real_fps(points, m)
 
-    real_relax = mod.lloyd_relax
-    relaxed = []
+    real_relax, real_mids = mod.lloyd_relax, mod.near_surface_midpoints
+    relaxed, mids = [], []
 
     def spy_relax(points, samples, steps):
         relaxed.append((points.shape[0], samples.shape[0], steps))
         return real_relax(points, samples, steps)
 
+    def spy_mids(xyz, samples, k, tol):
+        out = real_mids(xyz, samples, k, tol)
+        mids.append((xyz.shape[0], samples.shape[0], k, tol, out.shape[0]))
+        return out
+
     monkeypatch.setattr(mod, 'farthest_point_sample', spy)
     monkeypatch.setattr(mod, 'lloyd_relax', spy_relax)
+    monkeypatch.setattr(mod, 'near_surface_midpoints', spy_mids)
     sizes = {}
     for keep in (1.0, 0.25):
         pools.clear()
@@ -138,11 +145,38 @@ def test_fps_merge_pools_only_the_patch_cores(small_weights, monkeypatch):
     assert sizes[1.0] == 300 + patches * 64 * 4
     assert sizes[0.25] == 300 + patches * 16 * 4
     # the Lloyd steps move the N*R chosen points over the children of the first P*fps_relax_keep points + the input
-    assert relaxed[-1] == (1200, 300 + patches * 48 * 4, 3)
+    # + the input edges' midpoints that lie near those
+    candidates = 300 + patches * 48 * 4
+    assert mids[-1][:4] == (300, candidates, 4, 0.25) and 0 < mids[-1][4] <= 300 * 4
+    assert relaxed[-1] == (1200, candidates + mids[-1][4], 3)
+    mids.clear()
+    Upsampler(weights=str(small_weights), ratio=4, merge='fps', patch_overlap=4.0, device='cpu', patch_size=64,
+              fps_relax_midpoints=0).upsample(pts)
+    assert not mids and relaxed[-1] == (1200, candidates, 3)
     with pytest.raises(ValueError, match='fps_keep'):
         UpsamplerConfig(fps_keep=0.0)
     with pytest.raises(ValueError, match='fps_relax'):
         UpsamplerConfig(fps_relax=-1)
+
+
+def test_near_surface_midpoints_drop_chords_across_a_gap():
+    # two parallel sheets 0.15 apart, grid spacing 0.2: each point's nearest neighbour is across the gap
+    g = torch.arange(8, dtype=torch.float32) * 0.2
+    x, y = torch.meshgrid(g, g, indexing='ij')
+    sheet = torch.stack([x.flatten(), y.flatten(), torch.zeros(64)], 1)
+    pts = torch.cat([sheet, sheet + torch.tensor([0.0, 0.0, 0.15])])
+    f = torch.linspace(0, 1.4, 71)
+    u, v = torch.meshgrid(f, f, indexing='ij')
+    dense = torch.stack([u.flatten(), v.flatten(), torch.zeros(71 * 71)], 1)
+    samples = torch.cat([dense, dense + torch.tensor([0.0, 0.0, 0.15])])             # the sheets, every 0.02
+    kept = near_surface_midpoints(pts, samples, 4, 0.25)
+    on_sheet = (kept[:, 2].abs() < 1e-6) | ((kept[:, 2] - 0.15).abs() < 1e-6)
+    assert bool(on_sheet.all())                                                      # no chord across the gap
+    assert 128 * 2 <= kept.shape[0] < 128 * 4                                        # the in-sheet edges stay
+    assert near_surface_midpoints(pts, samples, 4, 1.0).shape[0] == 128 * 4         # loose: every midpoint
+    assert near_surface_midpoints(pts[:1], samples, 4, 0.25).shape == (0, 3)        # no neighbour, no midpoint
+    with pytest.raises(ValueError, match='fps_relax_midpoints'):
+        UpsamplerConfig(fps_relax_midpoints=1.5)
 
 
 def test_lloyd_relax_lowers_the_coverage_error():

@@ -140,3 +140,29 @@ def lloyd_relax(points: torch.Tensor, samples: torch.Tensor, steps: int) -> torc
             0, owner, torch.ones_like(samples[:, 0]))
         points = torch.where(count[:, None] > 0, sums / count.clamp(min=1)[:, None], points)
     return points
+
+
+def near_surface_midpoints(xyz: torch.Tensor, samples: torch.Tensor, k: int, tol: float) -> torch.Tensor:
+    """Midpoints of every point's edges to its ``k`` nearest neighbours that lie near a sample of the surface.
+
+    A midpoint is kept when some sample lies within ``tol`` times the edge's length of it: a chord across a thin
+    part or a concave gap lies off the surface, far from every sample. An edge between mutual neighbours is seen from
+    both ends and gives its midpoint twice.
+
+    Args:
+        xyz: (N, 3) points whose edges are split (here: the input).
+        samples: (S, 3) samples of the surface (here: the network's candidate points and the input).
+        k: neighbours per point (clipped to N - 1).
+        tol: share of the edge length.
+
+    Returns:
+        (M, 3) kept midpoints, M <= N * k.
+    """
+    k = min(int(k), xyz.shape[0] - 1)
+    if k < 1:
+        return xyz[:0]
+    d2, nb = knn_points(xyz, xyz, k + 1)                                             # self first
+    mids = (0.5 * (xyz[:, None] + xyz[nb[:, 1:]])).reshape(-1, 3)                   # (N*k, 3)
+    edge = d2[:, 1:].clamp_min(0).sqrt().reshape(-1)
+    near = knn_points(mids, samples, 1)[0][:, 0].clamp_min(0).sqrt()
+    return mids[near <= tol * edge]

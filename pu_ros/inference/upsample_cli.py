@@ -33,6 +33,9 @@ def add_arguments(parser) -> None:
                         help="merge fps: share of each patch whose children are pooled (1 = the reference's way)")
     parser.add_argument('--fps-relax', type=int, default=d.fps_relax,
                         help="merge fps: Lloyd steps after the FPS (0 = none, the reference's way)")
+    parser.add_argument('--fps-relax-midpoints', type=float, default=d.fps_relax_midpoints,
+                        help='merge fps: input-edge midpoints within this share of the edge length of a candidate '
+                        'join the Lloyd candidates (0 = none)')
 
 
 def run(args) -> int:
@@ -45,7 +48,7 @@ def run(args) -> int:
         cfg = UpsamplerConfig(ratio=args.ratio, weights=args.weights, device=args.device,
                               batch_size=args.batch_size, patch_size=args.patch_size, strategy=args.strategy,
                               merge=args.merge, patch_overlap=args.patch_overlap, fps_keep=args.fps_keep,
-                              fps_relax=args.fps_relax)
+                              fps_relax=args.fps_relax, fps_relax_midpoints=args.fps_relax_midpoints)
         points = read_cloud(args.input)
         up = Upsampler(cfg)
         t0 = time.perf_counter()

@@ -20,7 +20,12 @@ exactly N·R points:
   card). Then ``fps_relax`` = 3 Lloyd steps (not in the reference): every chosen point moves to the mean of the
   candidates nearest to it, the children of the ``fps_relax_keep`` = 3/4 of each patch nearest its seed plus the
   input; FPS spaces the points only as well as its pool allows, the steps even out the gaps (same four meshes: CD
-  and P2F lower on all four, HD higher on three). FPS is a loop of N·R steps over the pool: objects only;
+  and P2F lower on all four, HD higher on three). A quarter of the children repeat their parent and the rest stay
+  within about half the input spacing of it, so the candidates leave gaps between input points: the midpoints of
+  the input's edges to its 4 nearest neighbours join them, but only those within ``fps_relax_midpoints`` = 1/4 of
+  the edge length of a candidate (a chord across a thin part or a concave gap lies off the surface, far from every
+  child; same four meshes: CD lower on all four, P2F on three). FPS is a loop of N·R steps over the pool: objects
+  only;
 * ``merge='parent'`` (scales to LiDAR scans): child r of input point i (the r-th learned weight set) is predicted by
   every patch containing i; the predictions are blended with weights falling from 1 at the patch seed to ~0 at its
   border (a test-time ensemble over overlapping patches), so every input point has exactly R children; a child
@@ -54,6 +59,7 @@ from pu_ros.inference.patching import (
     covering_patches,
     lloyd_relax,
     midpoint_upsample,
+    near_surface_midpoints,
     normalize_patches,
     seed_weights,
 )
@@ -63,6 +69,8 @@ from pu_ros.ops.neighbors import farthest_point_sample, knn_points
 DEFAULT_MODEL = 'upsampling_puflow_lidar.pt'
 #: ``merge='auto'`` merges passes of at most this many output points by FPS (the reference's way), larger by parent.
 FPS_MERGE_MAX_POINTS = 16384
+#: ``merge='fps'``: input edges to this many nearest neighbours give the midpoint candidates of the Lloyd steps.
+MIDPOINT_NEIGHBOURS = 4
 __all__ = ['Upsampler', 'UpsamplerConfig', 'midpoint_upsample', 'DEFAULT_MODEL']
 
 
@@ -102,6 +110,9 @@ class UpsamplerConfig:
     fps_relax_keep: float = field(default=0.75, metadata={
         'help': "merge='fps': share of each patch's points, nearest its seed, whose children are the candidates "
                 'of the Lloyd steps (with the input)', 'range': (0.01, 1.0)})
+    fps_relax_midpoints: float = field(default=0.25, metadata={
+        'help': "merge='fps': midpoints of the input's edges to its 4 nearest neighbours join the Lloyd candidates "
+                'when they lie within this share of the edge length of a candidate (0 = none)', 'range': (0.0, 1.0)})
 
     def __post_init__(self):
         for f in fields(self):
@@ -247,7 +258,13 @@ class Upsampler:
             if n_out:
                 d = knn_points(chosen[None], xyz[None], 1)[0][0, :, 0]
                 chosen = chosen[torch.argsort(d)[:target]]
-            return lloyd_relax(chosen, finite(torch.cat([children.reshape(-1, 3), xyz])), steps)
+            if not steps:
+                return chosen
+            samples = finite(torch.cat([children.reshape(-1, 3), xyz]))
+            tol = float(self.config.fps_relax_midpoints)
+            if tol > 0:
+                samples = torch.cat([samples, near_surface_midpoints(xyz, samples, MIDPOINT_NEIGHBOURS, tol)])
+            return lloyd_relax(chosen, samples, steps)
         weight = seed_weights(dist2)                                          # (S, P)
         sums = xyz.new_zeros((n, ratio, 3))
         total = xyz.new_zeros(n)

@@ -89,7 +89,8 @@ class Model:
     """One column of the table: a callable ``(points (N, 3), ratio, K) -> (N·ratio, 3)``."""
 
     def __init__(self, name: str, weights: str | None, device: str, batch_size: int, patch_overlap: float = 0.0,
-                 fps_keep: float | None = None, fps_relax: int | None = None):
+                 fps_keep: float | None = None, fps_relax: int | None = None,
+                 fps_relax_midpoints: float | None = None):
         self.name = name
         self.up = None
         self.device = device
@@ -101,6 +102,8 @@ class Model:
                 extra['fps_keep'] = float(fps_keep)
             if fps_relax is not None:
                 extra['fps_relax'] = int(fps_relax)
+            if fps_relax_midpoints is not None:
+                extra['fps_relax_midpoints'] = float(fps_relax_midpoints)
             self.up = Upsampler(weights=str(weights), device=device, batch_size=batch_size, **extra)
             self.default_k = int(self.up.model.config.interp_k)
             self.decoder = self.up.model.config.decoder
@@ -303,6 +306,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--fps-relax', type=int, default=None,
                         help="FPS merge: Lloyd steps after the FPS (default: the Upsampler's 3; 0 = the reference's "
                         'procedure)')
+    parser.add_argument('--fps-relax-midpoints', type=float, default=None,
+                        help="FPS merge: input-edge midpoints within this share of the edge length of a candidate join "
+                        "the Lloyd candidates (default: the Upsampler's 0.25; 0 = none)")
     parser.add_argument('--only', action='append', default=None, metavar='ROW',
                         help="evaluate only these rows (e.g. --only x4 --only 'noise 1.0%%' --only K=4)")
     parser.add_argument('--no-baseline', action='store_true', help='leave out the naive midpoint baseline')
@@ -341,7 +347,7 @@ def run(args) -> int:
     try:
         meshes = [MeshData(p, out / 'cache', inputs_dir) for p in paths]
         models = [Model(_label(w, args.weights), w, device, args.batch_size, args.patch_overlap, args.fps_keep,
-                        args.fps_relax)
+                        args.fps_relax, args.fps_relax_midpoints)
                   for w in args.weights]
     except (ValueError, MeshFormatError, FileNotFoundError) as exc:
         print(f'pu-ros eval upsampling: {exc}', file=sys.stderr)

@@ -20,12 +20,11 @@ exactly N·R points:
   card). Then ``fps_relax`` = 3 Lloyd steps (not in the reference): every chosen point moves to the mean of the
   candidates nearest to it, the children of the ``fps_relax_keep`` = 3/4 of each patch nearest its seed plus the
   input; FPS spaces the points only as well as its pool allows, the steps even out the gaps (same four meshes: CD
-  and P2F lower on all four, HD higher on three). A quarter of the children repeat their parent and the rest stay
-  within about half the input spacing of it, so the candidates leave gaps between input points: the midpoints of
-  the input's edges to its 4 nearest neighbours join them, but only those within ``fps_relax_midpoints`` = 1/4 of
-  the edge length of a candidate (a chord across a thin part or a concave gap lies off the surface, far from every
-  child; same four meshes: CD lower on all four, P2F on three). FPS is a loop of N·R steps over the pool: objects
-  only;
+  and P2F lower on all four, HD higher on three). A quarter of the children repeat their parent and the candidates
+  cover the surface unevenly, with gaps between input points (see the model card): the midpoints of the input's
+  edges to its 4 nearest neighbours join them, but only those within ``fps_relax_midpoints`` = 1/4 of the edge
+  length of a candidate (a chord across a thin part or a concave gap lies off the surface, far from every child;
+  same four meshes: CD lower on all four, P2F on three). FPS is a loop of N·R steps over the pool: objects only;
 * ``merge='parent'`` (scales to LiDAR scans): child r of input point i (the r-th learned weight set) is predicted by
   every patch containing i; the predictions are blended with weights falling from 1 at the patch seed to ~0 at its
   border (a test-time ensemble over overlapping patches), so every input point has exactly R children; a child

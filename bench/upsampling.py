@@ -1,4 +1,4 @@
-"""PU-Flow upsampling latency and peak memory (``Upsampler.upsample``), with two references measured beside it.
+"""PU-Flow upsampling latency and peak memory (``Upsampler.upsample``), with references measured beside it.
 
 Prints JSON lines: ``what`` (case), ``n`` (input points), ``ratio``, ``device`` (CPU model or GPU name),
 ``threads``, ``median_ms``, ``peak_mem_mb``, ``baseline``, ``baseline_ms``, ``baseline_peak_mem_mb`` and ``ratio_ms``
@@ -11,7 +11,9 @@ The references:
 - ``midpoint``: the naive baseline, input points plus midpoints of edges to their nearest neighbours (no network);
 - ``unbatched``: the same upsampler run patch by patch (``batch_size=1``): what batching buys;
 - ``no_relax`` (object ×4 only, the FPS merge): the same upsampler without the Lloyd steps (``fps_relax=0``), the
-  reference's merge: what those steps cost.
+  reference's merge: what those steps cost;
+- ``no_rotations`` (object ×4 only): the same without the rotated copies (``fps_relax_rotations=1``): what the
+  test-time rotations cost.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` (reset before each measurement); on the CPU the process's
 resident-set high-water mark (VmHWM, reset through ``/proc/self/clear_refs`` before each measurement).
@@ -126,6 +128,8 @@ def bench_device(device_str: str, repeats: int, clouds, weights: Path, quick: bo
         if ci == 0 and ratio == 4:
             plain = Upsampler(weights=str(weights), ratio=ratio, device=device_str, fps_relax=0)
             refs.append(('no_relax', *_measure(lambda up=plain: run(up), repeats, device)))
+            one = Upsampler(weights=str(weights), ratio=ratio, device=device_str, fps_relax_rotations=1)
+            refs.append(('no_rotations', *_measure(lambda up=one: run(up), repeats, device)))
         for ref, ref_ms, ref_peak in refs:
             records.append({
                 'what': f'upsample_{cloud_name}_x{ratio}', 'n': int(cloud.shape[0]), 'ratio': ratio,

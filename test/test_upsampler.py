@@ -19,6 +19,7 @@ from pu_ros.inference.patching import (
 from pu_ros.inference.upsampler import Upsampler, UpsamplerConfig
 from pu_ros.networks.checkpoint import save_checkpoint
 from pu_ros.networks.upsampling import PUFlow, PUFlowConfig
+from pu_ros.ops.neighbors import knn_points
 
 SMALL = PUFlowConfig(k=8, interp_k=4, feat_channels=(16, 16, 32, 32, 32, 32), growth=(8, 8, 16, 16, 16, 16),
                      cond_channels=(16, 16, 32, 32, 32, 32), hidden=16)
@@ -146,17 +147,76 @@ def test_fps_merge_pools_only_the_patch_cores(small_weights, monkeypatch):
     assert sizes[0.25] == 300 + patches * 16 * 4
     # the Lloyd steps move the N*R chosen points over the children of the first P*fps_relax_keep points + the input
     # + the input edges' midpoints that lie near those
-    candidates = 300 + patches * 48 * 4
+    # (and as many again from each of the fps_relax_rotations - 1 rotated copies)
+    candidates = 300 + patches * 48 * 4 * 4
     assert mids[-1][:4] == (300, candidates, 4, 0.25) and 0 < mids[-1][4] <= 300 * 4
     assert relaxed[-1] == (1200, candidates + mids[-1][4], 3)
     mids.clear()
     Upsampler(weights=str(small_weights), ratio=4, merge='fps', patch_overlap=4.0, device='cpu', patch_size=64,
-              fps_relax_midpoints=0).upsample(pts)
-    assert not mids and relaxed[-1] == (1200, candidates, 3)
+              fps_relax_midpoints=0, fps_relax_rotations=1).upsample(pts)
+    assert not mids and relaxed[-1] == (1200, 300 + patches * 48 * 4, 3)
     with pytest.raises(ValueError, match='fps_keep'):
         UpsamplerConfig(fps_keep=0.0)
     with pytest.raises(ValueError, match='fps_relax'):
         UpsamplerConfig(fps_relax=-1)
+
+
+@pytest.mark.parametrize('z_only', [False, True])
+def test_random_rotations_are_proper_and_seeded(z_only):
+    from pu_ros.ops.rotations import random_rotations
+
+    rot = random_rotations(64, np.random.default_rng(3), z_only=z_only).double()
+    assert rot.shape == (64, 3, 3) and rot.dtype == torch.float64
+    assert torch.allclose(rot @ rot.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(64, 3, 3), atol=1e-6)
+    assert torch.allclose(torch.linalg.det(rot), torch.ones(64, dtype=torch.float64), atol=1e-6)  # no reflections
+    up = rot[:, :, 2]                                                   # where each rotation sends the z axis
+    if z_only:
+        assert torch.allclose(up, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand(64, 3), atol=1e-6)
+    else:
+        assert up[:, 2].min() < -0.5 and up[:, 2].max() > 0.5          # spread over the sphere, not about z
+    again = random_rotations(64, np.random.default_rng(3), z_only=z_only).double()
+    assert torch.equal(rot, again)
+
+
+def test_rotated_copies_join_the_lloyd_candidates_rotated_back(small_weights, monkeypatch):
+    import pu_ros.inference.upsampler as mod
+
+    pts = _surface(300, seed=7)
+    seen = []
+    real_relax = mod.lloyd_relax
+
+    def spy_relax(points, samples, steps):
+        seen.append(samples.clone())
+        return real_relax(points, samples, steps)
+
+    monkeypatch.setattr(mod, 'lloyd_relax', spy_relax)
+
+    def candidates(rotations, offset):
+        """Lloyd candidates of a stub network whose children sit ``offset`` above their parent in its own frame."""
+        up = Upsampler(weights=str(small_weights), ratio=4, merge='fps', device='cpu', patch_size=64,
+                       fps_relax_midpoints=0, fps_relax_rotations=rotations)
+        lift = torch.tensor([0.0, 0.0, offset])
+        monkeypatch.setattr(up.model, 'upsample', lambda x, r: x.repeat_interleave(r, dim=1) + lift)
+        up.upsample(pts)
+        got = seen[-1]
+        nearest = knn_points(got[None], torch.from_numpy(pts)[None], 1)[1][0, :, 0]
+        return got, got - torch.from_numpy(pts)[nearest], up
+
+    # children equal to their parents: every rotated copy, rotated back, lands on the input points again
+    got, off, _ = candidates(3, 0.0)
+    assert off.norm(dim=1).max() < 1e-5
+    one, _, _ = candidates(1, 0.0)
+    assert got.shape[0] - 300 == 3 * (one.shape[0] - 300)
+    # a network that is not rotation-equivariant: each copy lifts its children along its own rotated "up"
+    _, off, up = candidates(3, 0.01)
+    lifted = off[off.norm(dim=1) > 1e-6]
+    directions, count = torch.unique((lifted / lifted.norm(dim=1, keepdim=True)).mul(100).round(), dim=0,
+                                     return_counts=True)
+    main = directions[count > 0.1 * lifted.shape[0]]              # (a few children lie nearer another input point)
+    assert main.shape[0] == 3 and [0.0, 0.0, 100.0] in main.tolist() and count.max() < 0.34 * lifted.shape[0]
+    assert np.array_equal(up.upsample(pts), up.upsample(pts))                       # fixed rotations: repeatable
+    with pytest.raises(ValueError, match='fps_relax_rotations'):
+        UpsamplerConfig(fps_relax_rotations=0)
 
 
 def test_near_surface_midpoints_drop_chords_across_a_gap():

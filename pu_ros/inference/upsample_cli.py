@@ -36,6 +36,9 @@ def add_arguments(parser) -> None:
     parser.add_argument('--fps-relax-midpoints', type=float, default=d.fps_relax_midpoints,
                         help='merge fps: input-edge midpoints within this share of the edge length of a candidate '
                         'join the Lloyd candidates (0 = none)')
+    parser.add_argument('--fps-relax-rotations', type=int, default=d.fps_relax_rotations,
+                        help='merge fps: the network also sees this many - 1 rotated copies of the input; their '
+                        'children join the Lloyd candidates (1 = none)')
 
 
 def run(args) -> int:
@@ -48,7 +51,8 @@ def run(args) -> int:
         cfg = UpsamplerConfig(ratio=args.ratio, weights=args.weights, device=args.device,
                               batch_size=args.batch_size, patch_size=args.patch_size, strategy=args.strategy,
                               merge=args.merge, patch_overlap=args.patch_overlap, fps_keep=args.fps_keep,
-                              fps_relax=args.fps_relax, fps_relax_midpoints=args.fps_relax_midpoints)
+                              fps_relax=args.fps_relax, fps_relax_midpoints=args.fps_relax_midpoints,
+                              fps_relax_rotations=args.fps_relax_rotations)
         points = read_cloud(args.input)
         up = Upsampler(cfg)
         t0 = time.perf_counter()

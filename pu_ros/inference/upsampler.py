@@ -24,7 +24,12 @@ exactly N·R points:
   cover the surface unevenly, with gaps between input points (see the model card): the midpoints of the input's
   edges to its 4 nearest neighbours join them, but only those within ``fps_relax_midpoints`` = 1/4 of the edge
   length of a candidate (a chord across a thin part or a concave gap lies off the surface, far from every child;
-  same four meshes: CD lower on all four, P2F on three). FPS is a loop of N·R steps over the pool: objects only;
+  same four meshes: CD lower on all four, P2F on three). The network is not rotation-equivariant, so it also runs
+  on ``fps_relax_rotations`` - 1 = 3 rotated copies of the input (fixed random rotations, seed
+  :data:`ROTATION_SEED`; patch normalisation commutes with a rotation, so the patches are the same) and their
+  children, rotated back, join the Lloyd candidates, not the FPS pool: a test-time ensemble that fills the gaps and
+  averages the children's noise (same four meshes: CD and P2F lower on all four; each copy costs one more network
+  run). FPS is a loop of N·R steps over the pool: objects only;
 * ``merge='parent'`` (scales to LiDAR scans): child r of input point i (the r-th learned weight set) is predicted by
   every patch containing i; the predictions are blended with weights falling from 1 at the patch seed to ~0 at its
   border (a test-time ensemble over overlapping patches), so every input point has exactly R children; a child
@@ -70,6 +75,8 @@ DEFAULT_MODEL = 'upsampling_puflow_lidar.pt'
 FPS_MERGE_MAX_POINTS = 16384
 #: ``merge='fps'``: input edges to this many nearest neighbours give the midpoint candidates of the Lloyd steps.
 MIDPOINT_NEIGHBOURS = 4
+#: ``merge='fps'``: seed of the test-time rotations (``fps_relax_rotations``).
+ROTATION_SEED = 0
 __all__ = ['Upsampler', 'UpsamplerConfig', 'midpoint_upsample', 'DEFAULT_MODEL']
 
 
@@ -112,6 +119,10 @@ class UpsamplerConfig:
     fps_relax_midpoints: float = field(default=0.25, metadata={
         'help': "merge='fps': midpoints of the input's edges to its 4 nearest neighbours join the Lloyd candidates "
                 'when they lie within this share of the edge length of a candidate (0 = none)', 'range': (0.0, 1.0)})
+    fps_relax_rotations: int = field(default=4, metadata={
+        'help': "merge='fps': the network also runs on this many - 1 rotated copies of the input; their children, "
+                'rotated back, join the Lloyd candidates (1 = none; each costs one more network run)',
+        'range': (1, 32)})
 
     def __post_init__(self):
         for f in fields(self):
@@ -223,6 +234,16 @@ class Upsampler:
                 keep(s0, dense)
         return None if keep is not None else torch_cat(outs)
 
+    def _rotations(self, count: int):
+        """(count, 3, 3) fixed random rotations on the device (seeded: the same output on every run); [] for 0."""
+        import numpy as np
+
+        from pu_ros.ops.rotations import random_rotations
+
+        if count < 1:
+            return []
+        return random_rotations(count, np.random.default_rng(ROTATION_SEED)).to(self.device)
+
     def _pass(self, xyz, ratio: int, target: int):
         """One network pass: (N, 3) -> (target, 3) with N < target <= N*ratio."""
         import torch
@@ -259,7 +280,11 @@ class Upsampler:
                 chosen = chosen[torch.argsort(d)[:target]]
             if not steps:
                 return chosen
-            samples = finite(torch.cat([children.reshape(-1, 3), xyz]))
+            for rot in self._rotations(int(self.config.fps_relax_rotations) - 1):
+                # the same patches, seen by the network in another orientation (patch normalisation commutes with it)
+                self._run_patches(xyz @ rot.T, idx, ratio,
+                                  lambda s0, dense, r=rot: kept.append(dense.reshape(-1, p, ratio, 3)[:, :wide] @ r))
+            samples = finite(torch_cat([c.reshape(-1, 3) for c in kept] + [xyz]))
             tol = float(self.config.fps_relax_midpoints)
             if tol > 0:
                 samples = torch.cat([samples, near_surface_midpoints(xyz, samples, MIDPOINT_NEIGHBOURS, tol)])

@@ -88,22 +88,16 @@ class PeakRSS:
 class Model:
     """One column of the table: a callable ``(points (N, 3), ratio, K) -> (N·ratio, 3)``."""
 
-    def __init__(self, name: str, weights: str | None, device: str, batch_size: int, patch_overlap: float = 0.0,
-                 fps_keep: float | None = None, fps_relax: int | None = None,
-                 fps_relax_midpoints: float | None = None):
+    def __init__(self, name: str, weights: str | None, device: str, batch_size: int,
+                 settings: dict | None = None):
+        """``settings``: :class:`~pu_ros.inference.upsampler.UpsamplerConfig` fields given on the command line."""
         self.name = name
         self.up = None
         self.device = device
         if weights:
             from pu_ros.inference.upsampler import Upsampler
 
-            extra = {'patch_overlap': float(patch_overlap)} if patch_overlap else {}
-            if fps_keep is not None:
-                extra['fps_keep'] = float(fps_keep)
-            if fps_relax is not None:
-                extra['fps_relax'] = int(fps_relax)
-            if fps_relax_midpoints is not None:
-                extra['fps_relax_midpoints'] = float(fps_relax_midpoints)
+            extra = {k: v for k, v in (settings or {}).items() if v is not None}
             self.up = Upsampler(weights=str(weights), device=device, batch_size=batch_size, **extra)
             self.default_k = int(self.up.model.config.interp_k)
             self.decoder = self.up.model.config.decoder
@@ -309,6 +303,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--fps-relax-midpoints', type=float, default=None,
                         help="FPS merge: input-edge midpoints within this share of the edge length of a candidate join "
                         "the Lloyd candidates (default: the Upsampler's 0.25; 0 = none)")
+    parser.add_argument('--fps-relax-rotations', type=int, default=None,
+                        help="FPS merge: the network also sees this many - 1 rotated copies of the input; their "
+                        "children join the Lloyd candidates (default: the Upsampler's 4; 1 = none)")
     parser.add_argument('--only', action='append', default=None, metavar='ROW',
                         help="evaluate only these rows (e.g. --only x4 --only 'noise 1.0%%' --only K=4)")
     parser.add_argument('--no-baseline', action='store_true', help='leave out the naive midpoint baseline')
@@ -346,9 +343,9 @@ def run(args) -> int:
     out = Path(args.out)
     try:
         meshes = [MeshData(p, out / 'cache', inputs_dir) for p in paths]
-        models = [Model(_label(w, args.weights), w, device, args.batch_size, args.patch_overlap, args.fps_keep,
-                        args.fps_relax, args.fps_relax_midpoints)
-                  for w in args.weights]
+        settings = {'patch_overlap': args.patch_overlap or None, 'fps_keep': args.fps_keep, 'fps_relax': args.fps_relax,
+                    'fps_relax_midpoints': args.fps_relax_midpoints, 'fps_relax_rotations': args.fps_relax_rotations}
+        models = [Model(_label(w, args.weights), w, device, args.batch_size, settings) for w in args.weights]
     except (ValueError, MeshFormatError, FileNotFoundError) as exc:
         print(f'pu-ros eval upsampling: {exc}', file=sys.stderr)
         return 2

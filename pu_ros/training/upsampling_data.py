@@ -137,6 +137,7 @@ def sample_batch(pool: PatchPool, batch: int, ratio: int, patch_size: int, rng: 
     import torch
 
     from pu_ros.ops.neighbors import knn_points
+    from pu_ros.ops.rotations import random_rotations
 
     augment = augment or {}
     ins, gts = [], []
@@ -154,7 +155,7 @@ def sample_batch(pool: PatchPool, batch: int, ratio: int, patch_size: int, rng: 
     inp, gt = torch.stack(ins), torch.stack(gts)
     inp, gt, _, _ = normalize_pair(inp, gt)
     if augment.get('rotate'):
-        rot = _random_rotations(batch, rng, z_only=pool.kind == 'lidar')
+        rot = random_rotations(batch, rng, z_only=pool.kind == 'lidar')
         inp, gt = inp @ rot.transpose(1, 2), gt @ rot.transpose(1, 2)
     lo, hi = augment.get('scale') or (1.0, 1.0)
     s = torch.from_numpy(rng.uniform(lo, hi, (batch, 1, 1)).astype(np.float32))
@@ -163,19 +164,3 @@ def sample_batch(pool: PatchPool, batch: int, ratio: int, patch_size: int, rng: 
     if sigma > 0:
         inp = inp + torch.from_numpy(rng.normal(0.0, sigma, inp.shape).astype(np.float32))
     return inp.contiguous(), gt.contiguous()
-
-
-def _random_rotations(b: int, rng: np.random.Generator, z_only: bool):
-    import torch
-
-    if z_only:
-        a = rng.uniform(0, 2 * np.pi, b)
-        rot = np.zeros((b, 3, 3))
-        rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = np.cos(a), -np.sin(a), np.sin(a), np.cos(a)
-        rot[:, 2, 2] = 1.0
-    else:
-        q, r = np.linalg.qr(rng.normal(size=(b, 3, 3)))
-        q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
-        q[np.linalg.det(q) < 0, :, 0] *= -1
-        rot = q
-    return torch.from_numpy(rot.astype(np.float32))

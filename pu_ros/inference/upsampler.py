@@ -158,6 +158,7 @@ class Upsampler:
         self.model, self.meta = load_puflow(path, map_location=self.device)
         self.weights_path = path
         self.trained_ratio = int(self.meta.get('trained_ratio', self.model.config.trained_ratio))
+        self.rotations = self._rotations(int(cfg.fps_relax_rotations) - 1)   # (K-1, 3, 3), drawn once
 
     # --- ratio plan ---------------------------------------------------------------------------------------
     def passes(self, ratio: int) -> list[int]:
@@ -235,7 +236,10 @@ class Upsampler:
         return None if keep is not None else torch_cat(outs)
 
     def _rotations(self, count: int):
-        """(count, 3, 3) fixed random rotations on the device (seeded: the same output on every run); [] for 0."""
+        """(count, 3, 3) fixed random rotations on the device (seeded: the same output on every run); [] for 0.
+
+        Called once, at construction (``self.rotations``).
+        """
         import numpy as np
 
         from pu_ros.ops.rotations import random_rotations
@@ -280,7 +284,7 @@ class Upsampler:
                 chosen = chosen[torch.argsort(d)[:target]]
             if not steps:
                 return chosen
-            for rot in self._rotations(int(self.config.fps_relax_rotations) - 1):
+            for rot in self.rotations:
                 # the same patches, seen by the network in another orientation (patch normalisation commutes with it)
                 self._run_patches(xyz @ rot.T, idx, ratio,
                                   lambda s0, dense, r=rot: kept.append(dense.reshape(-1, p, ratio, 3)[:, :wide] @ r))

@@ -104,6 +104,24 @@ def test_echo_node_stops_cleanly_on_signals(signals):
     assert 'Traceback' not in out and 'no message received' in out  # the summary is still printed
 
 
+def test_late_signals_during_exit_do_not_kill_the_node():
+    # SIGINT every few ms from the first one until the process is gone: some land after the teardown, during
+    # interpreter exit, where a Python-level handler no longer runs (before the fix: killed by SIGINT, exit -2)
+    with Proc(_cmd('echo_node')) as p:
+        assert p.wait_for('listening on', 30), p.output
+        sent = 0
+        while p.proc.poll() is None and sent < 5000:
+            try:
+                os.killpg(p.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                break
+            sent += 1
+            time.sleep(0.002)
+        code, out = p.finish()
+    assert sent > 1 and code == 0, out
+    assert 'Traceback' not in out and 'no message received' in out
+
+
 def test_player_stops_cleanly_on_a_double_sigint(tmp_path):
     from pu_ros.data.kitti_to_bag import convert
     from pu_ros.data.synthetic import SceneConfig, write_sequence

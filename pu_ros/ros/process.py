@@ -129,6 +129,11 @@ class StopFlag:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
+    def ignore(self) -> None:
+        """Ignore further SIGINT/SIGTERM (an executable that has torn its node down and is exiting)."""
+        for sig in self._previous:
+            signal.signal(sig, signal.SIG_IGN)
+
 
 def node_main(make_node, *, prog: str, description: str, parameters: str = '', argv=None,
               finished=None, on_exit=None, restore_signals: bool = False) -> int:
@@ -143,7 +148,9 @@ def node_main(make_node, *, prog: str, description: str, parameters: str = '', a
         finished: optional ``finished(node) -> int | None``: an exit code once the node's work is done.
         on_exit: optional ``on_exit(node)`` called before the node is destroyed (e.g. print a summary).
         restore_signals: put the previous signal handlers back at the end (in-process callers); executables
-            keep ours so that a late signal during interpreter exit cannot print a traceback either.
+            ignore SIGINT/SIGTERM once the node is torn down: the process is leaving, and at interpreter exit
+            Python resets a Python-level handler to the default action, so a late signal (launch's second SIGINT)
+            would kill the process (exit -2) after its clean teardown; an ignored signal stays ignored.
     """
     argv = list(sys.argv if argv is None else argv)
     own, _ = split_ros_args(argv[1:])
@@ -187,4 +194,6 @@ def node_main(make_node, *, prog: str, description: str, parameters: str = '', a
         rclpy.try_shutdown()
         if restore_signals:
             stop.restore()
+        else:
+            stop.ignore()
     return code

@@ -165,8 +165,9 @@ def test_fps_merge_pools_only_the_patch_cores(small_weights, monkeypatch):
 def test_random_rotations_are_proper_and_seeded(z_only):
     from pu_ros.ops.rotations import random_rotations
 
-    rot = random_rotations(64, np.random.default_rng(3), z_only=z_only).double()
-    assert rot.shape == (64, 3, 3) and rot.dtype == torch.float64
+    raw = random_rotations(64, np.random.default_rng(3), z_only=z_only)
+    assert raw.shape == (64, 3, 3) and raw.dtype == torch.float32
+    rot = raw.double()
     assert torch.allclose(rot @ rot.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(64, 3, 3), atol=1e-6)
     assert torch.allclose(torch.linalg.det(rot), torch.ones(64, dtype=torch.float64), atol=1e-6)  # no reflections
     up = rot[:, :, 2]                                                   # where each rotation sends the z axis

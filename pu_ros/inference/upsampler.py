@@ -285,9 +285,13 @@ class Upsampler:
             if not steps:
                 return chosen
             for rot in self.rotations:
-                # the same patches, seen by the network in another orientation (patch normalisation commutes with it)
-                self._run_patches(xyz @ rot.T, idx, ratio,
-                                  lambda s0, dense, r=rot: kept.append(dense.reshape(-1, p, ratio, 3)[:, :wide] @ r))
+                # the same patches, seen by the network in another orientation (patch normalisation commutes with
+                # it), rotated back in one product over all patches: per-batch products took other CPU kernels for
+                # other batch sizes, and the Lloyd steps amplified their last-bit differences
+                turned = []                                                   # (b, wide, R, 3) per batch
+                self._run_patches(xyz @ rot.T, idx, ratio, lambda s0, dense, t=turned: t.append(
+                    dense.reshape(-1, p, ratio, 3)[:, :wide].clone()))
+                kept.append(torch_cat(turned) @ rot)
             samples = finite(torch_cat([c.reshape(-1, 3) for c in kept] + [xyz]))
             tol = float(self.config.fps_relax_midpoints)
             if tol > 0:
